@@ -1,0 +1,62 @@
+"""Every choice a user makes, defined once. Widgets and the CLI take their options here."""
+
+from enum import StrEnum
+
+
+class DatasetName(StrEnum):
+    DIGITS = "digits"  # scikit-learn's 8x8 digits: ships with the package, works offline
+    MNIST = "mnist"
+    FASHION_MNIST = "fashion_mnist"
+    CIFAR10 = "cifar10"
+
+
+class Arch(StrEnum):
+    DENSE_REDUNDANT = "dense_redundant"
+    LENET_300_100 = "lenet_300_100"
+    LENET_5 = "lenet_5"
+
+
+class Method(StrEnum):
+    PRUNE = "prune"
+    CLUSTER = "cluster"
+    QUANTIZE = "quantize"
+
+
+class Schedule(StrEnum):
+    POLYNOMIAL_DECAY = "polynomial_decay"
+    CONSTANT_SPARSITY = "constant_sparsity"
+
+
+class CentroidInit(StrEnum):
+    LINEAR = "linear"
+    RANDOM = "random"
+    DENSITY_BASED = "density_based"
+    KMEANS_PLUS_PLUS = "kmeans_plus_plus"
+
+
+class ExportMode(StrEnum):
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    INT8_DYNAMIC = "int8_dynamic"  # int8 weights, float activations
+    INT8_FULL = "int8_full"  # int8 weights and activations, int8 input/output
+
+
+class LayerScope(StrEnum):
+    ALL = "all"
+    ALL_BUT_FIRST_LAST = "all_but_first_last"
+    TYPES = "types"
+    NAMES = "names"
+
+
+class Variant(StrEnum):
+    PRUNE = "prune"
+    CLUSTER = "cluster"
+    SPARSITY_PRESERVING_CLUSTER = "sparsity_preserving_cluster"
+    QAT = "qat"
+    PQAT = "pqat"
+    CQAT = "cqat"
+    PCQAT = "pcqat"
+
+
+def options(enum: type[StrEnum]) -> list[str]:
+    return [member.value for member in enum]
