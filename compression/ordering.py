@@ -28,6 +28,22 @@ UNDOES: dict[tuple[Method, Method], str] = {
     ),
 }
 
+# A step that could preserve earlier work but is told not to (preserve: false).
+NOT_PRESERVED: dict[tuple[Method, Method], str] = {
+    (Method.PRUNE, Method.CLUSTER): (
+        "clustering without sparsity preservation moves pruned zeros to the nearest centroid, "
+        "so the sparsity is lost"
+    ),
+    (Method.PRUNE, Method.QUANTIZE): (
+        "quantization-aware training without prune preservation lets pruned weights grow back, "
+        "so the sparsity is lost"
+    ),
+    (Method.CLUSTER, Method.QUANTIZE): (
+        "quantization-aware training without cluster preservation trains every weight freely, "
+        "so the clusters are lost"
+    ),
+}
+
 VARIANT_TEXT: dict[Variant, str] = {
     Variant.PRUNE: "Pruning",
     Variant.CLUSTER: "Clustering",
@@ -71,14 +87,24 @@ def plan(recipe) -> list[PlannedStep]:
         where = f"steps[{i}].method"
         if method in seen:
             raise RecipeError(where, f"{method.value} appears twice; each method may appear once")
-        warnings = [UNDOES[(earlier, method)] for earlier in sorted(intact) if (earlier, method) in UNDOES]
+        undone = [e for e in sorted(intact) if (e, method) in UNDOES]
+        warnings = [UNDOES[(e, method)] for e in undone]
         if warnings and not recipe.allow_unsafe_order:
             raise RecipeError(
                 where,
-                f"{method.value} after {', '.join(sorted(e.value for e in intact if (e, method) in UNDOES))} "
-                f"is refused: {warnings[0]}. Put it earlier (order: prune, cluster, quantize) "
-                "or set allow_unsafe_order to see the effect",
+                f"{method.value} after {', '.join(e.value for e in undone)} is refused: {warnings[0]}. "
+                "Put it earlier (order: prune, cluster, quantize) or set allow_unsafe_order to see the effect",
             )
+        if not getattr(step, "preserve", True):
+            lost = [e for e in sorted(intact) if (e, method) in NOT_PRESERVED]
+            if lost and not recipe.allow_unsafe_order:
+                raise RecipeError(
+                    f"steps[{i}].preserve",
+                    f"false is refused: {NOT_PRESERVED[(lost[0], method)]}. "
+                    "Set it to true, or set allow_unsafe_order to see the effect",
+                )
+            warnings += [NOT_PRESERVED[(e, method)] for e in lost]
+            intact -= set(lost)
         if method == Method.PRUNE:
             variant = Variant.PRUNE
             intact -= {Method.CLUSTER, Method.QUANTIZE}

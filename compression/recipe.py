@@ -56,6 +56,12 @@ def _float(value, where, lo, hi, hi_open=False, lo_open=False):
     return value
 
 
+def _bool(value, where):
+    if not isinstance(value, bool):
+        raise RecipeError(where, f"{value!r} must be true or false")
+    return value
+
+
 def _check_keys(data: dict, cls, where: str, extra: tuple[str, ...] = ()):
     known = {f.name for f in fields(cls)} | set(extra)
     unknown = sorted(set(data) - known)
@@ -134,12 +140,12 @@ class PruneStep:
     frequency: int = 100  # steps between mask updates
     # constant_sparsity: one target from begin_step on
     target_sparsity: float = 0.5
-    # structured sparsity, e.g. (2, 4): 2 nonzero of every 4 weights; replaces the schedule's target
+    # structured sparsity (M, N): M zeros in every N consecutive weights, e.g. (2, 4); replaces the schedule's target
     sparsity_m_by_n: tuple[int, int] | None = None
     layers: LayerSelection = LayerSelection()
     epochs: int = 2
     batch_size: int = 128
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-3  # tfmot's pruning example fine-tunes with Adam's default
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "PruneStep":
@@ -182,7 +188,7 @@ class PruneStep:
         """The sparsity this step aims at, as a fraction."""
         if self.sparsity_m_by_n:
             m, n = self.sparsity_m_by_n
-            return 1 - m / n
+            return m / n
         if self.schedule == Schedule.CONSTANT_SPARSITY:
             return self.target_sparsity
         return self.final_sparsity
@@ -196,6 +202,8 @@ class ClusterStep:
     number_of_clusters: int = 16
     cluster_centroids_init: CentroidInit = CentroidInit.KMEANS_PLUS_PLUS
     layers: LayerSelection = LayerSelection()
+    # keep earlier sparsity (sparsity-preserving clustering); false only with allow_unsafe_order
+    preserve: bool = True
     epochs: int = 1
     batch_size: int = 128
     learning_rate: float = 1e-5  # tfmot's clustering example fine-tunes at 1e-5
@@ -210,6 +218,7 @@ class ClusterStep:
             "cluster_centroids_init": _enum(CentroidInit, d.get("cluster_centroids_init", s.cluster_centroids_init),
                                             f"{where}.cluster_centroids_init"),
             "layers": LayerSelection.parse(d.get("layers"), f"{where}.layers"),
+            "preserve": _bool(d.get("preserve", True), f"{where}.preserve"),
         }
         kw.update(_training(d, s, where))
         return cls(**kw)
@@ -221,6 +230,8 @@ class QuantizeStep:
 
     method: Method = Method.QUANTIZE
     layers: LayerSelection = LayerSelection()
+    # keep earlier sparsity and clusters (PQAT, CQAT, PCQAT); false only with allow_unsafe_order
+    preserve: bool = True
     epochs: int = 1
     batch_size: int = 500  # tfmot's QAT example: one epoch, large batches
     learning_rate: float = 1e-4
@@ -229,7 +240,8 @@ class QuantizeStep:
     def from_dict(cls, d: dict, where: str) -> "QuantizeStep":
         _check_keys(d, cls, where)
         s = cls()
-        kw: dict[str, Any] = {"layers": LayerSelection.parse(d.get("layers"), f"{where}.layers")}
+        kw: dict[str, Any] = {"layers": LayerSelection.parse(d.get("layers"), f"{where}.layers"),
+                              "preserve": _bool(d.get("preserve", True), f"{where}.preserve")}
         kw.update(_training(d, s, where, min_epochs=1))
         return cls(**kw)
 

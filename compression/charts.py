@@ -1,0 +1,546 @@
+"""Tables and charts for the dashboard: pure functions, no Streamlit, no TensorFlow.
+
+Two kinds of functions live here:
+
+* table builders (``*_df``, ``stage_table``): report.json / weights.json / predictions.npz
+  data in, a small pandas DataFrame out. They aggregate first (histograms are 60 bins per
+  layer per stage, already binned by the engine or by ``bin_weights``), so a model with
+  10 million weights gives the browser as many rows as a model with ten thousand.
+* chart builders (``*_chart``): DataFrame in, Altair chart out, every mark with a tooltip.
+  Tests call ``chart.to_dict()`` on them.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+KB = 1000.0
+HIST_BINS = 60
+SHIFT_THRESHOLD = 0.02  # a per-class recall change below this is noise, not a shift
+
+STAGE_COLORS = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#bab0ac"]
+MEASURE_LABELS = {"keras_zip_bytes": "Keras, zipped", "tflite_bytes": "TFLite", "tflite_zip_bytes": "TFLite, zipped"}
+VARIANT_LABELS = {  # short, for stage labels: "3 quantize (PCQAT)"
+    "sparsity_preserving_cluster": "sparsity-preserving", "qat": "QAT", "pqat": "PQAT", "cqat": "CQAT",
+    "pcqat": "PCQAT",
+}
+
+
+# --- small helpers ------------------------------------------------------------------------
+
+
+def human_bytes(n: float | int | None) -> str:
+    if n is None or (isinstance(n, float) and not np.isfinite(n)):
+        return "–"
+    n = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def bin_weights(weights: np.ndarray, bins: int = HIST_BINS) -> dict:
+    """weights.json's layer entry for any array: histogram of the nonzero values, zeros,
+    and the distinct values when there are at most 64. O(n) in numpy; the result is tiny."""
+    flat = np.asarray(weights, dtype=np.float32).ravel()
+    nz = flat[flat != 0]
+    lo, hi = (float(nz.min()), float(nz.max())) if nz.size else (0.0, 0.0)
+    if hi <= lo:
+        hi = lo + 1e-6
+    counts, edges = np.histogram(nz, bins=bins, range=(lo, hi))
+    values, vcounts = np.unique(flat, return_counts=True) if flat.size <= 2_000_000 or nz.size == 0 else (None, None)
+    if values is None:  # big layer: check cheaply whether it has few distinct values first
+        sample = np.unique(flat[:: max(1, flat.size // 100_000)])
+        values, vcounts = (np.unique(flat, return_counts=True) if sample.size <= 64 else (sample, None))
+    small = vcounts is not None and values.size <= 64
+    return {
+        "bin_edges": [float(e) for e in edges], "counts": [int(c) for c in counts],
+        "zeros": int(flat.size - nz.size), "total": int(flat.size),
+        "min": float(flat.min()) if flat.size else 0.0, "max": float(flat.max()) if flat.size else 0.0,
+        "values": [float(v) for v in values] if small else None,
+        "value_counts": [int(c) for c in vcounts] if small else None,
+    }
+
+
+def _stage_label(i: int, key: str, variant: str | None = None) -> str:
+    if key == "baseline":
+        return "0 baseline"
+    if key == "final":
+        return "final TFLite"
+    if variant and variant != key and variant in VARIANT_LABELS:
+        return f"{i} {key} ({VARIANT_LABELS[variant]})"
+    return f"{i} {key}"
+
+
+def stage_metrics(report: dict) -> list[tuple[str, str, str | None, dict]]:
+    """(key, label, variant, METRICS) for baseline, every stage, and the final TFLite file."""
+    out = [("baseline", "0 baseline", None, (report.get("baseline") or {}).get("metrics") or {})]
+    for i, st in enumerate(report.get("stages") or [], start=1):
+        out.append((st.get("method", f"stage{i}"), _stage_label(i, st.get("method", f"stage{i}"), st.get("variant")),
+                    st.get("variant"), st.get("metrics") or {}))
+    final = report.get("final")
+    if final:
+        export = final.get("export")
+        out.append(("final", f"final TFLite ({export})" if export else "final TFLite", None, final))
+    return out
+
+
+def _max_unique(metrics: dict) -> float:
+    vals = [layer.get("unique_values") for layer in metrics.get("layers") or [] if layer.get("unique_values") is not None]
+    return float(max(vals)) if vals else np.nan
+
+
+def _num(x) -> float:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else np.nan
+
+
+# --- report tables -------------------------------------------------------------------------
+
+
+def stage_table(report: dict) -> pd.DataFrame:
+    """One row per stage: accuracy, parameters, sparsity, distinct values, sizes, latency,
+    and each size / latency as a ratio to the baseline (0.25 = a quarter of the baseline)."""
+    rows = []
+    stages = stage_metrics(report)
+    base = stages[0][3]
+    for order, (key, label, variant, m) in enumerate(stages):
+        row = {
+            "order": order, "stage": label, "accuracy": _num(m.get("accuracy")),
+            "accuracy_delta": _num(m.get("accuracy")) - _num(base.get("accuracy")),
+            "params_nonzero": _num(m.get("params_nonzero")), "sparsity": _num(m.get("sparsity")),
+            "unique_values": _max_unique(m),
+        }
+        for field in ("keras_zip_bytes", "tflite_bytes", "tflite_zip_bytes", "latency_ms"):
+            value, ref = _num(m.get(field)), _num(base.get(field))
+            short = field.replace("_bytes", "_kb")
+            row[short] = value / KB if field.endswith("_bytes") else value
+            row[field.replace("_bytes", "").replace("_ms", "") + "_ratio"] = value / ref if ref and ref > 0 else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def architecture_df(report: dict) -> pd.DataFrame:
+    arch = (report.get("baseline") or {}).get("architecture") or []
+    rows = []
+    for layer in arch:
+        shape = layer.get("output_shape")
+        rows.append({"layer": layer.get("name"), "type": layer.get("type"),
+                     "output shape": "×".join("?" if d is None else str(d) for d in shape) if isinstance(shape, list)
+                     else str(shape), "parameters": int(layer.get("params") or 0)})
+    return pd.DataFrame(rows, columns=["layer", "type", "output shape", "parameters"])
+
+
+def sparsity_df(report: dict) -> pd.DataFrame:
+    rows = []
+    for order, (key, label, _v, m) in enumerate(stage_metrics(report)):
+        for layer in m.get("layers") or []:
+            rows.append({"order": order, "stage": label, "layer": layer.get("name"),
+                         "sparsity": _num(layer.get("sparsity")), "nonzero": _num(layer.get("nonzero")),
+                         "params": _num(layer.get("params")), "unique_values": _num(layer.get("unique_values"))})
+    return pd.DataFrame(rows, columns=["order", "stage", "layer", "sparsity", "nonzero", "params", "unique_values"])
+
+
+def sizes_df(report: dict) -> pd.DataFrame:
+    """Long table: stage x size measure, with the ratio to the baseline."""
+    rows = []
+    stages = stage_metrics(report)
+    base = stages[0][3]
+    for order, (key, label, _v, m) in enumerate(stages):
+        for field, name in MEASURE_LABELS.items():
+            value = _num(m.get(field))
+            if np.isnan(value):
+                continue
+            ref = _num(base.get(field))
+            rows.append({"order": order, "stage": label, "measure": name, "bytes": value, "kb": value / KB,
+                         "size": human_bytes(value), "ratio": value / ref if ref else np.nan})
+    return pd.DataFrame(rows, columns=["order", "stage", "measure", "bytes", "kb", "size", "ratio"])
+
+
+def latency_df(report: dict) -> pd.DataFrame:
+    rows = []
+    stages = stage_metrics(report)
+    ref = _num(stages[0][3].get("latency_ms"))
+    for order, (key, label, _v, m) in enumerate(stages):
+        value = _num(m.get("latency_ms"))
+        if not np.isnan(value):
+            rows.append({"order": order, "stage": label, "latency_ms": value, "ratio": value / ref if ref else np.nan})
+    return pd.DataFrame(rows, columns=["order", "stage", "latency_ms", "ratio"])
+
+
+def recall_df(report: dict, predictions: dict | None = None) -> pd.DataFrame:
+    """Per-class recall of the baseline and of the final TFLite model, and the shift."""
+    names = (report.get("dataset") or {}).get("class_names")
+    base = ((report.get("baseline") or {}).get("metrics") or {}).get("per_class_recall")
+    final = (report.get("final") or {}).get("per_class_recall")
+    if (base is None or final is None) and predictions and {"y_true", "baseline_pred", "final_pred"} <= set(predictions):
+        y, b, f = (np.asarray(predictions[k]) for k in ("y_true", "baseline_pred", "final_pred"))
+        classes = range(int(max(y.max(), b.max(), f.max())) + 1) if y.size else range(0)
+        base = [float(np.mean(b[y == c] == c)) if np.any(y == c) else np.nan for c in classes]
+        final = [float(np.mean(f[y == c] == c)) if np.any(y == c) else np.nan for c in classes]
+    if not base or not final:
+        return pd.DataFrame(columns=["class", "baseline", "compressed", "shift", "direction"])
+    n = min(len(base), len(final))
+    names = list(names) if names is not None and len(names) >= n else [str(i) for i in range(n)]
+    df = pd.DataFrame({"class": [str(c) for c in names[:n]], "baseline": [_num(x) for x in base[:n]],
+                       "compressed": [_num(x) for x in final[:n]]})
+    df["shift"] = df["compressed"] - df["baseline"]
+    df["direction"] = np.where(df["shift"] <= -SHIFT_THRESHOLD, "worse",
+                               np.where(df["shift"] >= SHIFT_THRESHOLD, "better", "unchanged"))
+    return df
+
+
+def changed_samples(predictions: dict | None, class_names: Sequence[str] | None = None, scale: int = 12,
+                    limit: int = 64) -> list[dict]:
+    """Test samples whose prediction changed, as nearest-neighbour upscaled uint8 images with captions."""
+    if not predictions or "changed_index" not in predictions:
+        return []
+    idx = np.asarray(predictions["changed_index"]).astype(int)[:limit]
+    images = predictions.get("changed_images")
+    y, b, f = (np.asarray(predictions.get(k, [])) for k in ("y_true", "baseline_pred", "final_pred"))
+    names = [str(c) for c in (class_names if class_names is not None else predictions.get("class_names", []))]
+
+    def name(c):
+        c = int(c)
+        return names[c] if 0 <= c < len(names) else str(c)
+
+    out = []
+    for j, i in enumerate(idx):
+        if not (0 <= i < len(y) and i < len(b) and i < len(f)):
+            continue
+        img = None
+        if images is not None and j < len(images):
+            img = np.asarray(images[j])
+            if img.ndim == 3 and img.shape[-1] == 1:
+                img = img[..., 0]
+            if img.dtype != np.uint8:
+                lo, hi = float(img.min()), float(img.max())
+                img = ((img - lo) / (hi - lo + 1e-9) * 255).astype(np.uint8)
+            s = max(1, scale if max(img.shape[:2]) <= 16 else scale // 4)
+            img = np.kron(img, np.ones((s, s) + (1,) * (img.ndim - 2), dtype=np.uint8)) if s > 1 else img
+        truth, before, after = int(y[i]), int(b[i]), int(f[i])
+        kind = "now wrong" if before == truth else ("now right" if after == truth else "still wrong")
+        out.append({"index": int(i), "image": img, "true": name(truth), "baseline": name(before),
+                    "compressed": name(after), "kind": kind,
+                    "caption": f"#{i}: true {name(truth)}, baseline {name(before)} → compressed {name(after)}"})
+    return out
+
+
+# --- weights.json tables ------------------------------------------------------------------
+
+
+def weight_stage_labels(weights: dict) -> list[str]:
+    stages = weights.get("stages") or []
+    return [_stage_label(i, s.get("stage", f"stage{i}")) for i, s in enumerate(stages)]
+
+
+def weight_layers(weights: dict) -> list[str]:
+    names: list[str] = []
+    for stage in weights.get("stages") or []:
+        for layer in stage.get("layers") or []:
+            if layer.get("name") not in names:
+                names.append(layer.get("name"))
+    return names
+
+
+def _layer_entries(weights: dict, layer: str, stages: Iterable[str] | None):
+    wanted = set(stages) if stages is not None else None
+    for i, (label, stage) in enumerate(zip(weight_stage_labels(weights), weights.get("stages") or [])):
+        if wanted is not None and label not in wanted and stage.get("stage") not in wanted:
+            continue
+        for entry in stage.get("layers") or []:
+            if entry.get("name") == layer:
+                yield i, label, entry
+
+
+def histogram_df(weights: dict, layer: str, stages: Iterable[str] | None = None) -> pd.DataFrame:
+    """60 bins per stage for one layer (nonzero weights only), long format."""
+    rows = []
+    for order, label, e in _layer_entries(weights, layer, stages):
+        edges, counts = e.get("bin_edges") or [], e.get("counts") or []
+        total = max(1, int(e.get("total") or sum(counts) + int(e.get("zeros") or 0)))
+        for k, c in enumerate(counts[: max(0, len(edges) - 1)]):
+            rows.append({"order": order, "stage": label, "bin_start": float(edges[k]), "bin_end": float(edges[k + 1]),
+                         "count": int(c), "share": int(c) / total})
+    return pd.DataFrame(rows, columns=["order", "stage", "bin_start", "bin_end", "count", "share"])
+
+
+def zeros_df(weights: dict, layer: str, stages: Iterable[str] | None = None) -> pd.DataFrame:
+    rows = []
+    for order, label, e in _layer_entries(weights, layer, stages):
+        total = int(e.get("total") or 0)
+        zeros = int(e.get("zeros") or 0)
+        rows.append({"order": order, "stage": label, "zeros": zeros, "total": total,
+                     "share": zeros / total if total else 0.0,
+                     "label": f"{zeros / total:.0%}" if total else "0%"})
+    return pd.DataFrame(rows, columns=["order", "stage", "zeros", "total", "share", "label"])
+
+
+def centroids_df(weights: dict, layer: str, stage: str) -> pd.DataFrame:
+    """Distinct values of one layer at one stage (the centroids of a clustered layer), with counts."""
+    for _o, _label, e in _layer_entries(weights, layer, [stage]):
+        values, counts = e.get("values"), e.get("value_counts")
+        if not values or not counts:
+            break
+        total = max(1, int(e.get("total") or sum(counts)))
+        df = pd.DataFrame({"value": [float(v) for v in values], "count": [int(c) for c in counts]})
+        df["share"] = df["count"] / total
+        df["kind"] = np.where(df["value"] == 0, "zero (pruned)", "centroid")
+        return df
+    return pd.DataFrame(columns=["value", "count", "share", "kind"])
+
+
+def clustered_stages(weights: dict, layer: str) -> list[str]:
+    """Stage labels where the layer has few distinct values (clustered or quantized)."""
+    return [label for _o, label, e in _layer_entries(weights, layer, None) if e.get("values")]
+
+
+# --- charts ---------------------------------------------------------------------------------
+
+
+def _stage_scale(labels: Sequence[str]) -> alt.Scale:
+    return alt.Scale(domain=list(labels), range=[STAGE_COLORS[i % len(STAGE_COLORS)] for i in range(len(labels))])
+
+
+def _ordered(df: pd.DataFrame, col: str = "stage") -> list[str]:
+    if df.empty:
+        return []
+    return list(df.sort_values("order")[col].drop_duplicates())
+
+
+def weight_histogram_chart(hist: pd.DataFrame, zeros: pd.DataFrame, log_scale: bool = False,
+                           title: str = "Weight distribution") -> alt.HConcatChart:
+    """Layered histograms of the nonzero weights per stage, plus a bar per stage for the exact zeros."""
+    stages = _ordered(hist) or _ordered(zeros)
+    color = alt.Color("stage:N", scale=_stage_scale(stages), title="stage", legend=alt.Legend(orient="top"))
+    data = hist[hist["count"] > 0] if log_scale else hist
+    y_scale = alt.Scale(type="log") if log_scale else alt.Scale()
+    bars = alt.Chart(data, title=alt.Title(title, subtitle="nonzero weights, 60 bins; overlapping stages are see-through")).mark_bar(
+        opacity=0.55, binSpacing=0).encode(
+        x=alt.X("bin_start:Q", title="weight value"), x2="bin_end:Q",
+        y=alt.Y("count:Q", stack=None, scale=y_scale, title="weights per bin" + (" (log)" if log_scale else "")),
+        color=color,
+        tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("bin_start:Q", title="from", format=".4f"),
+                 alt.Tooltip("bin_end:Q", title="to", format=".4f"), alt.Tooltip("count:Q", title="weights", format=","),
+                 alt.Tooltip("share:Q", title="share of layer", format=".2%")],
+    ).properties(width=480, height=260)
+    zero_base = alt.Chart(zeros, title=alt.Title("Exact zeros", subtitle="pruned weights")).encode(
+        x=alt.X("stage:N", sort=stages, title=None, axis=alt.Axis(labelAngle=-40)),
+        y=alt.Y("share:Q", title="share of weights that are 0", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("zeros:Q", title="zero weights", format=","),
+                 alt.Tooltip("total:Q", title="all weights", format=","),
+                 alt.Tooltip("share:Q", title="share", format=".1%")],
+    )
+    zero_chart = (zero_base.mark_bar().encode(color=alt.Color("stage:N", scale=_stage_scale(stages), legend=None))
+                  + zero_base.mark_text(dy=-6, fontSize=11).encode(text="label:N")).properties(width=max(90, 45 * len(stages)), height=260)
+    return alt.hconcat(bars, zero_chart).resolve_scale(color="shared")
+
+
+def centroid_chart(hist: pd.DataFrame, centroids: pd.DataFrame, title: str = "Cluster centroids") -> alt.LayerChart:
+    """The weight histogram of one stage in grey with a rule per distinct value (centroid);
+    the rule's thickness and the tooltip give how many weights share that value."""
+    base = alt.Chart(hist).mark_bar(color="#c7c7c7", binSpacing=0).encode(
+        x=alt.X("bin_start:Q", title="weight value"), x2="bin_end:Q",
+        y=alt.Y("count:Q", title="weights per bin"),
+        tooltip=[alt.Tooltip("bin_start:Q", title="from", format=".4f"), alt.Tooltip("bin_end:Q", title="to", format=".4f"),
+                 alt.Tooltip("count:Q", title="weights", format=",")],
+    )
+    rules = alt.Chart(centroids).mark_rule(opacity=0.85).encode(
+        x="value:Q",
+        color=alt.Color("kind:N", scale=alt.Scale(domain=["centroid", "zero (pruned)"], range=["#e45756", "#4c78a8"]),
+                        title=None, legend=alt.Legend(orient="top")),
+        strokeWidth=alt.StrokeWidth("count:Q", scale=alt.Scale(range=[1, 6]), title="weights with this value"),
+        tooltip=[alt.Tooltip("value:Q", title="centroid", format=".5f"), alt.Tooltip("count:Q", title="weights", format=","),
+                 alt.Tooltip("share:Q", title="share of layer", format=".2%"), alt.Tooltip("kind:N")],
+    )
+    n = int((centroids["kind"] == "centroid").sum()) if not centroids.empty else 0
+    return alt.layer(base, rules, title=alt.Title(title, subtitle=f"{n} distinct nonzero values (red rules) over the weight histogram")
+                     ).properties(width=560, height=260)
+
+
+def sparsity_chart(df: pd.DataFrame) -> alt.Chart:
+    stages = _ordered(df)
+    return alt.Chart(df, title=alt.Title("Sparsity per layer", subtitle="share of each layer's kernel that is exactly zero")).mark_bar().encode(
+        x=alt.X("layer:N", title="layer", sort=list(dict.fromkeys(df["layer"]))),
+        xOffset=alt.XOffset("stage:N", sort=stages),
+        y=alt.Y("sparsity:Q", title="sparsity", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        color=alt.Color("stage:N", scale=_stage_scale(stages), legend=alt.Legend(orient="top")),
+        tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("stage:N"), alt.Tooltip("sparsity:Q", format=".1%"),
+                 alt.Tooltip("nonzero:Q", title="nonzero params", format=","),
+                 alt.Tooltip("params:Q", title="params", format=","),
+                 alt.Tooltip("unique_values:Q", title="distinct kernel values", format=",")],
+    ).properties(height=280)
+
+
+def size_chart(df: pd.DataFrame, title: str = "Model size per stage") -> alt.Chart:
+    stages = _ordered(df)
+    return alt.Chart(df, title=alt.Title(title, subtitle="zipped sizes show what pruning and clustering save on disk")).mark_bar().encode(
+        x=alt.X("stage:N", sort=stages, title=None, axis=alt.Axis(labelAngle=-20, labelLimit=220)),
+        xOffset=alt.XOffset("measure:N", sort=list(MEASURE_LABELS.values())),
+        y=alt.Y("kb:Q", title="size (KB)"),
+        color=alt.Color("measure:N", sort=list(MEASURE_LABELS.values()), title="file",
+                        scale=alt.Scale(domain=list(MEASURE_LABELS.values()), range=["#9ecae9", "#4c78a8", "#f58518"]),
+                        legend=alt.Legend(orient="top")),
+        tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("measure:N", title="file"), alt.Tooltip("size:N"),
+                 alt.Tooltip("bytes:Q", format=","), alt.Tooltip("ratio:Q", title="× baseline", format=".2f")],
+    ).properties(height=280)
+
+
+def latency_chart(df: pd.DataFrame, title: str = "Latency per stage") -> alt.Chart:
+    stages = _ordered(df)
+    return alt.Chart(df, title=alt.Title(title, subtitle="median TFLite inference time, batch of 1, on this machine")).mark_bar(color="#54a24b").encode(
+        x=alt.X("stage:N", sort=stages, title=None, axis=alt.Axis(labelAngle=-20, labelLimit=220)),
+        y=alt.Y("latency_ms:Q", title="latency (ms)"),
+        tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("latency_ms:Q", title="ms", format=".3f"),
+                 alt.Tooltip("ratio:Q", title="× baseline", format=".2f")],
+    ).properties(height=280)
+
+
+def recall_shift_chart(df: pd.DataFrame, title: str = "Per-class recall: baseline vs compressed") -> alt.LayerChart:
+    """A dumbbell per class: grey dot the baseline, coloured dot the compressed model; the line
+    between them is red where the class lost recall and green where it gained."""
+    classes = list(df["class"])
+    long = df.melt(id_vars=["class", "shift", "direction"], value_vars=["baseline", "compressed"],
+                   var_name="model", value_name="recall")
+    shift_color = alt.Scale(domain=["worse", "unchanged", "better"], range=["#d62728", "#bbbbbb", "#2ca02c"])
+    tooltip = [alt.Tooltip("class:N"), alt.Tooltip("baseline:Q", format=".1%"), alt.Tooltip("compressed:Q", format=".1%"),
+               alt.Tooltip("shift:Q", title="change", format="+.1%")]
+    y = alt.Y("class:N", sort=classes, title="class")
+    lines = alt.Chart(df).mark_rule(strokeWidth=4).encode(
+        y=y, x=alt.X("baseline:Q", title="recall (share of the class found)", axis=alt.Axis(format="%")),
+        x2="compressed:Q", color=alt.Color("direction:N", scale=shift_color, title="change"), tooltip=tooltip)
+    dots = alt.Chart(long).mark_point(filled=True, size=90).encode(
+        y=y, x="recall:Q",
+        shape=alt.Shape("model:N", scale=alt.Scale(domain=["baseline", "compressed"], range=["circle", "diamond"]), title="model"),
+        fill=alt.Fill("model:N", scale=alt.Scale(domain=["baseline", "compressed"], range=["#7f7f7f", "#1f77b4"]), legend=None),
+        stroke=alt.value("white"),
+        tooltip=[alt.Tooltip("class:N"), alt.Tooltip("model:N"), alt.Tooltip("recall:Q", format=".1%"),
+                 alt.Tooltip("shift:Q", title="change", format="+.1%")])
+    worst = df[df["direction"] != "unchanged"]
+    labels = alt.Chart(worst).mark_text(align="left", dx=10, fontSize=11).encode(
+        y=y, x=alt.X("max_recall:Q"), text=alt.Text("shift:Q", format="+.1%"),
+        color=alt.Color("direction:N", scale=shift_color, legend=None), tooltip=tooltip,
+    ).transform_calculate(max_recall="max(datum.baseline, datum.compressed)")
+    return alt.layer(lines, dots, labels, title=alt.Title(
+        title, subtitle=f"red: the compressed model finds the class less often (by ≥{SHIFT_THRESHOLD:.0%}); green: more often")
+    ).resolve_scale(color="independent").properties(height=max(160, 24 * len(classes)), width=520)
+
+
+# --- comparing runs --------------------------------------------------------------------------
+
+
+def run_summary(label: str, report: dict) -> dict:
+    """One run's final numbers (the exported file) with the baseline's for reference."""
+    base = (report.get("baseline") or {}).get("metrics") or {}
+    final = report.get("final") or {}
+    stages = report.get("stages") or []
+    last = (stages[-1].get("metrics") if stages else base) or {}
+    recipe = report.get("recipe") or {}
+    return {
+        "run": label, "steps": " → ".join(s.get("method", "?") for s in recipe.get("steps") or []) or "baseline only",
+        "export": final.get("export") or recipe.get("export"),
+        "accuracy": _num(final.get("accuracy")), "baseline_accuracy": _num(base.get("accuracy")),
+        "keras_zip_bytes": _num(last.get("keras_zip_bytes")), "tflite_bytes": _num(final.get("tflite_bytes")),
+        "tflite_zip_bytes": _num(final.get("tflite_zip_bytes")), "latency_ms": _num(final.get("latency_ms")),
+        "sparsity": _num(final.get("sparsity")), "unique_values": _max_unique(final),
+    }
+
+
+def compare_df(runs: Sequence[tuple[str, dict]]) -> pd.DataFrame:
+    df = pd.DataFrame([run_summary(label, rep) for label, rep in runs])
+    if df.empty:
+        return df
+    df["pareto"] = pareto_mask(df["tflite_zip_bytes"].to_numpy(float), df["accuracy"].to_numpy(float))
+    return df
+
+
+def pareto_mask(size: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """True where no other run is both at least as small and at least as accurate (and better in one)."""
+    size, accuracy = np.asarray(size, float), np.asarray(accuracy, float)
+    ok = np.isfinite(size) & np.isfinite(accuracy)
+    mask = np.zeros(len(size), dtype=bool)
+    for i in np.where(ok)[0]:
+        dominated = ok & (size <= size[i]) & (accuracy >= accuracy[i]) & ((size < size[i]) | (accuracy > accuracy[i]))
+        mask[i] = not dominated.any()
+    return mask
+
+
+def compare_sizes_df(df: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in df.iterrows():
+        for field, name in MEASURE_LABELS.items():
+            v = r.get(field)
+            if v is not None and np.isfinite(v):
+                rows.append({"run": r["run"], "measure": name, "bytes": float(v), "kb": float(v) / KB, "size": human_bytes(v)})
+    return pd.DataFrame(rows, columns=["run", "measure", "bytes", "kb", "size"])
+
+
+def compare_size_chart(sizes: pd.DataFrame) -> alt.Chart:
+    runs = list(dict.fromkeys(sizes["run"]))
+    return alt.Chart(sizes, title=alt.Title("Size per run", subtitle="Keras (last stage, zipped) and the exported TFLite file, raw and zipped")).mark_bar().encode(
+        x=alt.X("run:N", sort=runs, title=None, axis=alt.Axis(labelAngle=-20, labelLimit=220)),
+        xOffset=alt.XOffset("measure:N", sort=list(MEASURE_LABELS.values())),
+        y=alt.Y("kb:Q", title="size (KB)"),
+        color=alt.Color("measure:N", title="file", scale=alt.Scale(domain=list(MEASURE_LABELS.values()),
+                                                                   range=["#9ecae9", "#4c78a8", "#f58518"]),
+                        legend=alt.Legend(orient="top")),
+        tooltip=[alt.Tooltip("run:N"), alt.Tooltip("measure:N", title="file"), alt.Tooltip("size:N"),
+                 alt.Tooltip("bytes:Q", format=",")],
+    ).properties(height=280)
+
+
+def compare_latency_chart(df: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(df, title=alt.Title("Latency per run", subtitle="median TFLite inference time, batch of 1")).mark_bar(color="#54a24b").encode(
+        x=alt.X("run:N", sort=list(df["run"]), title=None, axis=alt.Axis(labelAngle=-20, labelLimit=220)),
+        y=alt.Y("latency_ms:Q", title="latency (ms)"),
+        tooltip=[alt.Tooltip("run:N"), alt.Tooltip("latency_ms:Q", title="ms", format=".3f"), alt.Tooltip("steps:N")],
+    ).properties(height=280)
+
+
+def pareto_chart(df: pd.DataFrame, size_field: str = "tflite_zip_bytes") -> alt.LayerChart:
+    """Accuracy against compressed size; the runs no other run beats on both are joined by the frontier."""
+    data = df.assign(kb=df[size_field] / KB, size=[human_bytes(v) for v in df[size_field]],
+                     status=np.where(df["pareto"], "on the frontier", "dominated"))
+    tooltip = [alt.Tooltip("run:N"), alt.Tooltip("steps:N"), alt.Tooltip("accuracy:Q", format=".2%"),
+               alt.Tooltip("size:N", title=MEASURE_LABELS.get(size_field, size_field)),
+               alt.Tooltip("latency_ms:Q", title="latency (ms)", format=".3f"), alt.Tooltip("status:N")]
+    x = alt.X("kb:Q", title=f"{MEASURE_LABELS.get(size_field, size_field)} size (KB, log)", scale=alt.Scale(type="log", zero=False))
+    y = alt.Y("accuracy:Q", title="test accuracy", scale=alt.Scale(zero=False), axis=alt.Axis(format="%"))
+    frontier = alt.Chart(data[data["pareto"]].sort_values("kb")).mark_line(strokeDash=[6, 3], color="#e45756", point=False).encode(
+        x=x, y=y, order="kb:Q", tooltip=tooltip)
+    points = alt.Chart(data).mark_circle(size=140, opacity=0.9).encode(
+        x=x, y=y, color=alt.Color("status:N", scale=alt.Scale(domain=["on the frontier", "dominated"], range=["#e45756", "#9e9e9e"]),
+                                  title=None, legend=alt.Legend(orient="top")), tooltip=tooltip)
+    labels = alt.Chart(data).mark_text(align="left", dx=9, dy=-6, fontSize=11).encode(x=x, y=y, text="run:N", tooltip=tooltip)
+    return alt.layer(frontier, points, labels, title=alt.Title(
+        "Accuracy against compressed size", subtitle="up and to the left is better; the dashed line is the Pareto frontier")
+    ).properties(height=320, width=560)
+
+
+def recall_matrix_df(runs: Sequence[tuple[str, dict]]) -> pd.DataFrame:
+    rows = []
+    for label, report in runs:
+        rec = recall_df(report)
+        for _, r in rec.iterrows():
+            rows.append({"run": label, "class": r["class"], "recall": r["compressed"], "baseline": r["baseline"],
+                         "shift": r["shift"]})
+    return pd.DataFrame(rows, columns=["run", "class", "recall", "baseline", "shift"])
+
+
+def recall_heatmap(df: pd.DataFrame) -> alt.LayerChart:
+    runs = list(dict.fromkeys(df["run"]))
+    classes = list(dict.fromkeys(df["class"]))
+    tooltip = [alt.Tooltip("run:N"), alt.Tooltip("class:N"), alt.Tooltip("recall:Q", format=".1%"),
+               alt.Tooltip("baseline:Q", title="its baseline", format=".1%"), alt.Tooltip("shift:Q", title="change", format="+.1%")]
+    base = alt.Chart(df).encode(x=alt.X("class:N", sort=classes, title="class"), y=alt.Y("run:N", sort=runs, title=None),
+                                tooltip=tooltip)
+    cells = base.mark_rect().encode(color=alt.Color("shift:Q", title="change vs baseline",
+                                                    scale=alt.Scale(scheme="redblue", domainMid=0, domain=[-0.2, 0.2], clamp=True)))
+    text = base.mark_text(fontSize=11).encode(text=alt.Text("recall:Q", format=".0%"))
+    return alt.layer(cells, text, title=alt.Title("Per-class recall across runs",
+                                                  subtitle="number: recall of the exported model; colour: change against its own baseline (red = worse)")
+                     ).properties(height=max(120, 34 * len(runs)))

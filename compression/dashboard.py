@@ -1,0 +1,302 @@
+"""What the dashboard pages need besides charts: job access, presets, recipe building.
+
+Streamlit-free and TensorFlow-free, so it is unit-tested like the rest of the library.
+Jobs go through ``compression.jobs`` (docs/ARCHITECTURE.md, "Job records"); until that
+module exists the readers fall back to the run folders' ``status.json`` files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .choices import Method
+from .errors import UserError
+from .recipe import Recipe, default_step, step_to_dict
+from .results import read_json, workspace_home
+
+ACTIVE = ("queued", "running")
+FINISHED = ("succeeded", "failed", "cancelled")
+STATE_ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "⏹️"}
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+class JobsUnavailable(UserError):
+    pass
+
+
+def _jobs():
+    try:
+        from . import jobs  # noqa: PLC0415
+    except ImportError:
+        return None
+    return jobs
+
+
+def jobs_available() -> bool:
+    return _jobs() is not None and hasattr(_jobs(), "submit")
+
+
+def _record(job: Any) -> dict:
+    if isinstance(job, dict):
+        return job
+    if hasattr(job, "to_dict"):
+        return job.to_dict()
+    return dict(vars(job))
+
+
+def list_jobs(home: str | Path | None = None) -> list[dict]:
+    """Every job record as a dict, newest first."""
+    jobs = _jobs()
+    if jobs is not None and hasattr(jobs, "list_jobs"):
+        return [_record(j) for j in jobs.list_jobs(home)]
+    records = []
+    runs = workspace_home(home) / "runs"
+    if runs.is_dir():
+        for status in runs.glob("*/status.json"):
+            rec = read_json(status)
+            if isinstance(rec, dict) and rec.get("id"):
+                rec.setdefault("run_dir", str(status.parent.resolve()))
+                records.append(rec)
+    records.sort(key=lambda r: (r.get("created_at") or "", r.get("id")), reverse=True)
+    return records
+
+
+def get_job(job_id: str, home: str | Path | None = None) -> dict | None:
+    jobs = _jobs()
+    if jobs is not None and hasattr(jobs, "get_job"):
+        try:
+            return _record(jobs.get_job(job_id, home))
+        except KeyError:
+            return None
+    return next((j for j in list_jobs(home) if j.get("id") == job_id), None)
+
+
+def submit(recipe: Recipe, home: str | Path | None = None) -> str:
+    jobs = _jobs()
+    if jobs is None or not hasattr(jobs, "submit"):
+        raise JobsUnavailable("the job system (compression.jobs) is not installed, so nothing can run yet")
+    return jobs.submit(recipe, home)
+
+
+def cancel(job_id: str, home: str | Path | None = None) -> dict | None:
+    jobs = _jobs()
+    if jobs is None or not hasattr(jobs, "cancel"):
+        raise JobsUnavailable("the job system (compression.jobs) is not installed")
+    return _record(jobs.cancel(job_id, home))
+
+
+def read_log(job: dict, home: str | Path | None = None) -> str:
+    jobs = _jobs()
+    if jobs is not None and hasattr(jobs, "read_log"):
+        try:
+            return jobs.read_log(job["id"], home)
+        except (KeyError, OSError):
+            pass
+    try:
+        return (Path(job["run_dir"]) / "log.txt").read_text(encoding="utf-8", errors="replace")
+    except (KeyError, OSError, TypeError):
+        return ""
+
+
+def ensure_worker(home: str | Path | None = None) -> bool:
+    """Start the embedded worker unless COMPRESSION_NO_WORKER=1 (tests) or jobs is missing."""
+    if os.environ.get("COMPRESSION_NO_WORKER") == "1":
+        return False
+    jobs = _jobs()
+    if jobs is None or not hasattr(jobs, "ensure_worker"):
+        return False
+    try:
+        return bool(jobs.ensure_worker(home))
+    except Exception:  # a worker that cannot start must not break the page; Runs shows queued jobs
+        return False
+
+
+# --- job facts ------------------------------------------------------------------------------
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        t = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def elapsed_s(job: dict, now: datetime | None = None) -> float | None:
+    start = _parse_time(job.get("started_at"))
+    if start is None:
+        return None
+    end = _parse_time(job.get("finished_at")) or now or datetime.now(timezone.utc)
+    return max(0.0, (end - start).total_seconds())
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    m, s = divmod(seconds, 60)
+    if m < 60:
+        return f"{m} min {s:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+def describe_progress(job: dict) -> str:
+    parts = []
+    if job.get("stage"):
+        parts.append(f"stage: {job['stage']}")
+    if job.get("epoch") is not None and job.get("epochs"):
+        parts.append(f"epoch {job['epoch']}/{job['epochs']}")
+    if job.get("message") and job.get("state") in ACTIVE:
+        parts.append(str(job["message"]))
+    return " · ".join(parts)
+
+
+def job_label(job: dict) -> str:
+    return f"{job.get('name') or 'run'} · {job.get('id')}"
+
+
+def is_baseline(job: dict) -> bool:
+    return job.get("kind") == "baseline" or not ((job.get("recipe") or {}).get("steps"))
+
+
+def succeeded_with_report(jobs: list[dict]) -> list[dict]:
+    return [j for j in jobs if j.get("state") == "succeeded" and j.get("run_dir")
+            and (Path(j["run_dir"]) / "report.json").is_file()]
+
+
+def baselines(jobs: list[dict]) -> list[dict]:
+    """Succeeded baseline jobs whose baseline.keras exists."""
+    return [j for j in succeeded_with_report(jobs) if is_baseline(j) and (Path(j["run_dir"]) / "baseline.keras").is_file()]
+
+
+def workspace_summary(jobs: list[dict]) -> dict:
+    return {"baselines": len(baselines(jobs)),
+            "runs": sum(1 for j in jobs if not is_baseline(j)),
+            "succeeded": sum(1 for j in jobs if j.get("state") == "succeeded"),
+            "active": sum(1 for j in jobs if j.get("state") in ACTIVE),
+            "failed": sum(1 for j in jobs if j.get("state") == "failed")}
+
+
+# --- recipes -------------------------------------------------------------------------------
+
+
+def baseline_recipe(name: str, dataset: str | dict, *, arch: str | None = None, model_path: str | None = None,
+                    epochs: int = 2, batch_size: int = 128, seed: int = 0, learning_rate: float = 1e-3,
+                    max_train_samples: int | None = None, export: str = "int8_dynamic") -> Recipe:
+    """The recipe the Baseline page submits: no steps; train ``arch`` or load ``model_path``."""
+    base: dict = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "learning_rate": learning_rate}
+    if model_path:
+        base["path"] = str(model_path)
+    else:
+        base["arch"] = arch
+    return Recipe.from_dict({"name": name, "dataset": dataset, "baseline": base, "steps": [], "export": export,
+                             "max_train_samples": max_train_samples})
+
+
+def compress_recipe(baseline_job: dict | None, steps: list[dict], *, name: str, export: str,
+                    allow_unsafe_order: bool = False, latency_runs: int = 50, fallback: dict | None = None) -> Recipe:
+    """The recipe the Pipeline page submits: the chosen baseline run's model plus the steps.
+
+    With no baseline job, ``fallback`` (dataset, baseline, max_train_samples of a recipe) is used:
+    the run then trains its own baseline first. Raises RecipeError.
+    """
+    if baseline_job is not None:
+        src = baseline_job.get("recipe") or {}
+        data = {"dataset": src.get("dataset"), "max_train_samples": src.get("max_train_samples"),
+                "baseline": {"path": str(Path(baseline_job["run_dir"]) / "baseline.keras")}}
+    else:
+        fb = fallback or {}
+        data = {"dataset": fb.get("dataset", "digits"), "max_train_samples": fb.get("max_train_samples"),
+                "baseline": fb.get("baseline", {"arch": "dense_redundant"})}
+    data.update(name=name, steps=[dict(s) for s in steps], export=export, allow_unsafe_order=allow_unsafe_order,
+                latency_runs=latency_runs)
+    return Recipe.from_dict(data)
+
+
+def new_step(method: str) -> dict:
+    return step_to_dict(default_step(method))
+
+
+def _preset(name: str, description: str, steps: list[dict], export: str = "int8_dynamic") -> dict:
+    full = [dict(new_step(s["method"]), **s) for s in steps]
+    return {"name": name, "description": description, "steps": full, "export": export}
+
+
+BUILTIN_PRESETS = {
+    "tfmot pruning tutorial": _preset(
+        "tfmot-pruning-tutorial",
+        "The TensorFlow Model Optimization pruning tutorial: polynomial decay from 50% to 80% sparsity over "
+        "2 epochs at batch 128 (end step computed from the data), exported with int8 dynamic-range quantization.",
+        [{"method": "prune", "schedule": "polynomial_decay", "initial_sparsity": 0.5, "final_sparsity": 0.8,
+          "begin_step": 0, "end_step": None, "epochs": 2, "batch_size": 128}]),
+    "textbook 50% → 95% pruning": _preset(
+        "textbook-50-95-pruning",
+        "Aggressive magnitude pruning as in the textbook example: sparsity rises from 50% to 95%.",
+        [{"method": "prune", "schedule": "polynomial_decay", "initial_sparsity": 0.5, "final_sparsity": 0.95,
+          "epochs": 2, "batch_size": 128}]),
+    "prune → cluster → QAT": _preset(
+        "prune-cluster-qat",
+        "tfmot's collaborative optimisation: prune to 90%, cluster into 16 centroids (kmeans++) keeping the zeros, "
+        "then one epoch of quantization-aware training that keeps both (PCQAT).",
+        [{"method": "prune", "initial_sparsity": 0.5, "final_sparsity": 0.9, "epochs": 2},
+         {"method": "cluster", "number_of_clusters": 16, "cluster_centroids_init": "kmeans_plus_plus", "epochs": 1},
+         {"method": "quantize", "epochs": 1}]),
+}
+EXAMPLE_FILES = {"tfmot pruning tutorial": ("tfmot", "tutorial"), "textbook 50% → 95% pruning": ("textbook", "95"),
+                 "prune → cluster → QAT": ("cluster", "qat")}
+
+
+def presets() -> dict[str, dict]:
+    """Built-in presets; where examples/*.json holds the same recipe, its steps and export win."""
+    out = {k: dict(v) for k, v in BUILTIN_PRESETS.items()}
+    files = sorted(EXAMPLES.glob("*.json")) if EXAMPLES.is_dir() else []
+    for key, words in EXAMPLE_FILES.items():
+        for f in files:
+            if all(w in f.stem.lower() for w in words):
+                try:
+                    r = Recipe.load(f)
+                except UserError:
+                    continue
+                d = r.to_dict()
+                out[key] = dict(out[key], name=d["name"], steps=d["steps"], export=d["export"], file=f.name)
+                break
+    return out
+
+
+def steps_per_epoch(n_train: int | None, batch_size: int, max_train_samples: int | None = None) -> int | None:
+    if not n_train:
+        return None
+    n = min(n_train, max_train_samples) if max_train_samples else n_train
+    return max(1, math.ceil(n / batch_size))
+
+
+def recipe_json(recipe: Recipe) -> str:
+    return json.dumps(recipe.to_dict(), indent=2)
+
+
+def baseline_facts(report: dict) -> dict:
+    """Headline numbers of a baseline for the Baseline page."""
+    m = (report.get("baseline") or {}).get("metrics") or {}
+    final = report.get("final") or {}
+    ds = report.get("dataset") or {}
+    return {"accuracy": m.get("accuracy"), "params_total": m.get("params_total"),
+            "keras_zip_bytes": m.get("keras_zip_bytes"), "tflite_bytes": m.get("tflite_bytes"),
+            "tflite_zip_bytes": m.get("tflite_zip_bytes"), "latency_ms": m.get("latency_ms"),
+            "export": final.get("export"), "export_tflite_bytes": final.get("tflite_bytes"),
+            "source": (report.get("baseline") or {}).get("source"), "wall_s": (report.get("baseline") or {}).get("wall_s"),
+            "dataset": ds.get("name"), "n_train": ds.get("n_train"), "n_test": ds.get("n_test"),
+            "input_shape": ds.get("input_shape"), "num_classes": ds.get("num_classes")}
+
+
+def methods() -> list[str]:
+    return [m.value for m in Method]

@@ -1,0 +1,416 @@
+"""Baseline architectures, training, and safe loading and saving of Keras models.
+
+Models are tf_keras (Keras 2) models, the only kind tfmot can wrap. Loading a user's
+file never runs code from it: the config is read and checked before anything is
+deserialised, Lambda layers and unknown classes are refused, and files written by
+Keras 3 are rebuilt layer by layer as tf_keras models with their weights copied.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tf_keras
+
+from .choices import Arch
+from .data import Dataset
+from .errors import Cancelled, ModelLoadError
+
+keras = tf_keras
+layers = tf_keras.layers
+
+# Layers a Keras 3 file may hold for us to rebuild it, with the config keys we carry over.
+REBUILDABLE: dict[str, tuple[str, ...]] = {
+    "InputLayer": (),
+    "Dense": ("units", "activation", "use_bias"),
+    "Conv2D": ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups",
+               "activation", "use_bias"),
+    "MaxPooling2D": ("pool_size", "strides", "padding", "data_format"),
+    "AveragePooling2D": ("pool_size", "strides", "padding", "data_format"),
+    "GlobalAveragePooling2D": ("data_format", "keepdims"),
+    "GlobalMaxPooling2D": ("data_format", "keepdims"),
+    "Flatten": ("data_format",),
+    "Dropout": ("rate", "seed"),
+    "BatchNormalization": ("axis", "momentum", "epsilon", "center", "scale"),
+    "Activation": ("activation",),
+    "ReLU": ("max_value", "negative_slope", "threshold"),
+    "Softmax": ("axis",),
+    "Reshape": ("target_shape",),
+}
+PLAIN_ACTIVATIONS = {"relu", "relu6", "sigmoid", "softmax", "tanh", "linear", "elu", "selu", "gelu",
+                     "swish", "silu", "softplus", "softsign", "hard_sigmoid", "exponential", "leaky_relu"}
+CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+
+
+# --- architectures -----------------------------------------------------------------------
+
+
+def build(arch: Arch | str, input_shape: tuple[int, ...], num_classes: int, seed: int = 0) -> keras.Model:
+    """A fresh, untrained baseline. Dense models flatten any input; lenet_5 needs images."""
+    arch = Arch(arch)
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=tuple(input_shape), name="input")
+    if arch == Arch.LENET_5:
+        if len(input_shape) == 2:
+            x = layers.Reshape((*input_shape, 1), name="add_channel")(inputs)
+            h = input_shape[0]
+        elif len(input_shape) == 3:
+            x, h = inputs, input_shape[0]
+        else:
+            raise ModelLoadError(f"lenet_5 needs image inputs (H, W) or (H, W, C); this dataset has {list(input_shape)}")
+        x = layers.Conv2D(6, 5, padding="same", activation="relu", name="conv1")(x)
+        x = layers.MaxPooling2D(2, name="pool1")(x)
+        # Classic LeNet-5 shrinks with a 'valid' 5x5 conv; small images (8x8 digits) keep their size.
+        x = layers.Conv2D(16, 5, padding="valid" if h // 2 >= 10 else "same", activation="relu", name="conv2")(x)
+        x = layers.MaxPooling2D(2, name="pool2")(x)
+        x = layers.Flatten(name="flatten")(x)
+        x = layers.Dense(120, activation="relu", name="fc1")(x)
+        x = layers.Dense(84, activation="relu", name="fc2")(x)
+    else:
+        x = layers.Flatten(name="flatten")(inputs)
+        widths = [300, 100] if arch == Arch.LENET_300_100 else [512, 512, 256, 256, 128, 128, 64, 64, 32, 32]
+        for i, w in enumerate(widths, 1):
+            x = layers.Dense(w, activation="relu", name=f"fc{i}")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="output")(x)
+    return keras.Model(inputs, outputs, name=arch.value)
+
+
+# --- training ------------------------------------------------------------------------------
+
+# report(epoch, epochs, batch, batches, loss, accuracy); may raise Cancelled
+BatchReport = Callable[[int, int, int, int, float | None, float | None], None]
+
+
+class ReportProgress(keras.callbacks.Callback):
+    """Calls ``report`` after every batch and epoch, so a cancel flag is seen within one batch."""
+
+    def __init__(self, report: BatchReport, epochs: int, batches: int):
+        super().__init__()
+        self.report, self.epochs, self.batches = report, epochs, batches
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.report(epoch + 1, self.epochs, 0, self.batches, None, None)
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        self.report(self.epoch + 1, self.epochs, batch + 1, self.batches, logs.get("loss"), logs.get("accuracy"))
+
+
+def outputs_probabilities(model: keras.Model) -> bool:
+    """True when the model ends in softmax (probabilities), False for logits."""
+    last = model.layers[-1]
+    while hasattr(last, "layer"):  # tfmot wrappers
+        last = last.layer
+    act = getattr(last, "activation", None)
+    name = getattr(act, "__name__", str(act))
+    return "softmax" in name or last.__class__.__name__ == "Softmax"
+
+
+def compile_for_training(model: keras.Model, learning_rate: float, from_logits: bool | None = None) -> None:
+    if from_logits is None:
+        from_logits = not outputs_probabilities(model)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+        metrics=["accuracy"],
+    )
+
+
+def fit(model: keras.Model, ds: Dataset, *, epochs: int, batch_size: int, learning_rate: float,
+        report: BatchReport | None = None, callbacks=(), from_logits: bool | None = None) -> None:
+    """Train in place on the training split, validating on the fixed validation split."""
+    if epochs <= 0:
+        return
+    compile_for_training(model, learning_rate, from_logits)
+    batches = math.ceil(len(ds.x_train) / batch_size)
+    cbs = list(callbacks)
+    if report is not None:
+        cbs.append(ReportProgress(report, epochs, batches))
+    try:
+        model.fit(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val), epochs=epochs,
+                  batch_size=batch_size, callbacks=cbs, verbose=0, shuffle=True)
+    except Cancelled:
+        raise
+    except Exception as e:  # Keras wraps callback exceptions in some versions
+        if isinstance(e.__cause__, Cancelled) or isinstance(e.__context__, Cancelled):
+            raise Cancelled() from None
+        raise
+
+
+def train_baseline(arch: Arch | str, ds: Dataset, *, epochs: int, batch_size: int, seed: int,
+                   learning_rate: float = 1e-3, report: BatchReport | None = None) -> keras.Model:
+    if Arch(arch) == Arch.LENET_5:
+        ds = ds.with_channel_axis()
+    model = build(arch, ds.input_shape, ds.num_classes, seed)
+    fit(model, ds, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, report=report)
+    return model
+
+
+def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    return np.argmax(model.predict(x, batch_size=batch_size, verbose=0), axis=-1)
+
+
+def clone(model: keras.Model) -> keras.Model:
+    """A deep copy with its own layer objects (tfmot's wrappers otherwise write into the source)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def architecture_table(model: keras.Model) -> list[dict]:
+    rows = []
+    for layer in model.layers:
+        try:
+            shape = layer.output_shape
+        except Exception:  # layers with several outputs
+            shape = None
+        if isinstance(shape, list):
+            shape = shape[0]
+        rows.append({
+            "name": layer.name,
+            "type": layer.__class__.__name__,
+            "output_shape": [d for d in shape[1:]] if shape else None,
+            "params": int(layer.count_params()),
+        })
+    return rows
+
+
+# --- saving and safe loading ---------------------------------------------------------------
+
+
+def save(model: keras.Model, path: Path) -> None:
+    model.save(str(path))
+
+
+def _read_config(path: Path) -> tuple[dict, str]:
+    """The model's config and the Keras version that wrote it, read without deserialising."""
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = set(z.namelist())
+                if "config.json" not in names:
+                    raise ModelLoadError(f"{path.name} is not a Keras model file (no config.json inside)")
+                config = json.loads(z.read("config.json"))
+                meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
+        except zipfile.BadZipFile:
+            raise ModelLoadError(f"{path.name} is not a valid .keras file (not a zip archive); is it corrupt?") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ModelLoadError(f"{path.name} has an unreadable config.json") from None
+        return config, str(meta.get("keras_version", ""))
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+            version = f.attrs.get("keras_version", "")
+    except OSError:
+        raise ModelLoadError(f"{path.name} is not a valid HDF5 (.h5) file; is it corrupt?") from None
+    if raw is None:
+        raise ModelLoadError(f"{path.name} holds weights only (no model config); save the whole model")
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    if isinstance(version, bytes):
+        version = version.decode("utf-8")
+    try:
+        return json.loads(raw), str(version)
+    except json.JSONDecodeError:
+        raise ModelLoadError(f"{path.name} has an unreadable model config") from None
+
+
+def _layer_configs(config: dict) -> list[dict]:
+    """Every layer config, nested models included."""
+    out = []
+    for layer in config.get("config", {}).get("layers", []) or []:
+        out.append(layer)
+        if layer.get("class_name") in ("Sequential", "Functional", "Model"):
+            out.extend(_layer_configs(layer))
+    return out
+
+
+def _check_layers(config: dict, name: str) -> None:
+    if config.get("class_name") not in ("Sequential", "Functional", "Model"):
+        raise ModelLoadError(
+            f"{name} holds a {config.get('class_name')!r}; only Sequential and functional models can be loaded"
+        )
+    for layer in _layer_configs(config):
+        cls = layer.get("class_name", "?")
+        if cls in CODE_LAYERS:
+            raise ModelLoadError(
+                f"{name} has a {cls} layer ({layer.get('config', {}).get('name')}), which holds Python code; "
+                "loading never runs code from a file: replace it with standard layers"
+            )
+        module = layer.get("module") or "keras"
+        registered = layer.get("registered_name")
+        standard = module.split(".")[0] in ("keras", "tf_keras") and (registered in (None, cls))
+        if not standard or not hasattr(tf_keras.layers, cls) and cls not in ("Sequential", "Functional", "Model"):
+            raise ModelLoadError(
+                f"{name} has a custom layer {registered or cls!r}; only standard Keras layers can be loaded"
+            )
+
+
+def inspect_model_file(path: str | Path) -> dict:
+    """Read a model file's config safely: {'keras_version', 'class_name', 'layers': [class names]}."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file {path} does not exist")
+    if path.suffix.lower() not in (".keras", ".h5", ".hdf5"):
+        raise ModelLoadError(f"{path.name}: only .keras and .h5 model files can be loaded")
+    config, version = _read_config(path)
+    _check_layers(config, path.name)
+    return {"keras_version": version, "class_name": config.get("class_name"),
+            "layers": [layer.get("class_name") for layer in _layer_configs(config)]}
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a user's .keras or .h5 model as a tf_keras model, never running code from the file."""
+    path = Path(path)
+    info = inspect_model_file(path)
+    if info["keras_version"].startswith("3"):
+        return _rebuild_keras3(path)
+    try:
+        if path.suffix.lower() == ".keras":
+            model = tf_keras.models.load_model(str(path), compile=False, safe_mode=True)
+        else:
+            model = tf_keras.models.load_model(str(path), compile=False)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"{path.name} could not be loaded: {first[:300]}") from None
+    if not isinstance(model, tf_keras.Model):
+        raise ModelLoadError(f"{path.name} did not hold a Keras model")
+    return model
+
+
+# --- Keras 3 files ------------------------------------------------------------------------------
+
+
+def _plain(value, where: str):
+    """Keras 3 wraps some values in {'class_name': ..., 'config': ...}; keep only plain ones."""
+    if isinstance(value, dict):
+        raise ModelLoadError(f"{where} uses a custom object, which cannot be converted")
+    return value
+
+
+def _tf_keras_layer(cfg: dict, file_name: str):
+    cls = cfg["class_name"]
+    c = cfg.get("config", {})
+    if cls not in REBUILDABLE:
+        raise ModelLoadError(
+            f"{file_name} was saved by Keras 3 and has a {cls} layer; only these layers can be converted to "
+            f"Keras 2: {', '.join(sorted(REBUILDABLE))}"
+        )
+    kwargs = {"name": c.get("name")}
+    for key in REBUILDABLE[cls]:
+        if key in c and c[key] is not None:
+            value = c[key]
+            if key == "activation":
+                if isinstance(value, dict) or value not in PLAIN_ACTIVATIONS:
+                    raise ModelLoadError(f"{file_name}: layer {c.get('name')} has a custom activation {value!r}")
+            kwargs[key] = _plain(value, f"{file_name}: layer {c.get('name')}.{key}")
+    if cls == "ReLU" and "negative_slope" in kwargs:
+        kwargs["negative_slope"] = float(kwargs["negative_slope"])
+    return getattr(tf_keras.layers, cls)(**kwargs)
+
+
+def _keras3_weights(path: Path) -> dict[str, list[np.ndarray]]:
+    """Weights by layer name, in each layer's own order."""
+    import io
+
+    import h5py
+
+    out: dict[str, list[np.ndarray]] = {}
+    if path.suffix.lower() == ".keras":
+        with zipfile.ZipFile(path) as z:
+            blob = z.read("model.weights.h5")
+        with h5py.File(io.BytesIO(blob), "r") as f:
+            group = f.get("layers")
+            if group is None:
+                return out
+            for name in group:
+                vars_ = group[name].get("vars")
+                if vars_ is not None:
+                    out[name] = [np.array(vars_[k]) for k in sorted(vars_, key=int)]
+        return out
+    with h5py.File(path, "r") as f:
+        mw = f["model_weights"] if "model_weights" in f else f
+        for name in mw.attrs.get("layer_names", []):
+            name = name.decode() if isinstance(name, bytes) else name
+            g = mw[name]
+            wn = [w.decode() if isinstance(w, bytes) else w for w in g.attrs.get("weight_names", [])]
+            if wn:
+                out[name] = [np.array(g[w]) for w in wn]
+    return out
+
+
+def _rebuild_keras3(path: Path) -> keras.Model:
+    config, _ = _read_config(path)
+    layer_cfgs = config.get("config", {}).get("layers", [])
+    if config.get("class_name") == "Functional":
+        # Accept a plain chain of layers: each takes the previous one's output.
+        names = [lc.get("config", {}).get("name") for lc in layer_cfgs]
+        for i, lc in enumerate(layer_cfgs[1:], 1):
+            inbound = json.dumps(lc.get("inbound_nodes", []))
+            if names[i - 1] not in inbound or any(n in inbound for n in names[: i - 1] if n):
+                raise ModelLoadError(
+                    f"{path.name} was saved by Keras 3 with branches; only a plain chain of layers can be converted"
+                )
+    input_shape = None
+    built = []
+    for lc in layer_cfgs:
+        if lc.get("class_name") == "InputLayer":
+            c = lc.get("config", {})
+            shape = c.get("batch_shape") or c.get("batch_input_shape")
+            input_shape = tuple(shape[1:]) if shape else None
+            continue
+        built.append(_tf_keras_layer(lc, path.name))
+    if input_shape is None:
+        build_cfg = (layer_cfgs[0].get("build_config") or {}) if layer_cfgs else {}
+        shape = build_cfg.get("input_shape")
+        if not shape:
+            raise ModelLoadError(f"{path.name} does not say its input shape")
+        input_shape = tuple(shape[1:])
+    model = tf_keras.Sequential([tf_keras.Input(shape=input_shape), *built], name=config.get("config", {}).get("name"))
+    weights = _keras3_weights(path)
+    for layer in model.layers:
+        expected = layer.get_weights()
+        if not expected:
+            continue
+        got = weights.get(layer.name)
+        if got is None or len(got) != len(expected) or any(a.shape != b.shape for a, b in zip(got, expected)):
+            raise ModelLoadError(f"{path.name}: the weights of layer {layer.name} do not match its config")
+        layer.set_weights(got)
+    return model
+
+
+# --- fitting a model to a dataset ---------------------------------------------------------------
+
+
+def adapt(model: keras.Model, ds: Dataset, source: str = "the model") -> Dataset:
+    """The dataset laid out for the model, or a clear error when they cannot fit."""
+    in_shape = model.input_shape
+    if isinstance(in_shape, list):
+        raise ModelLoadError(f"{source} has several inputs; only single-input classifiers are supported")
+    sample = tuple(in_shape[1:])
+    if any(d is None for d in sample):
+        raise ModelLoadError(f"{source} has an input of unknown size {list(in_shape[1:])}; fix the input shape")
+    out_shape = model.output_shape
+    if isinstance(out_shape, list) or len(out_shape) != 2:
+        raise ModelLoadError(f"{source} must output one score per class (shape [batch, classes]); it outputs {out_shape}")
+    classes = int(out_shape[-1])
+    if classes != ds.num_classes:
+        raise ModelLoadError(
+            f"{source} predicts {classes} classes but dataset {ds.name!r} has {ds.num_classes}"
+        )
+    try:
+        return ds.reshaped(sample)
+    except Exception as e:
+        raise ModelLoadError(f"{source} does not fit dataset {ds.name!r}: {e}") from None

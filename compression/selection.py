@@ -1,0 +1,38 @@
+"""Which layers of a model a method touches."""
+
+from __future__ import annotations
+
+from .choices import LayerScope
+from .errors import RecipeError
+from .recipe import LayerSelection
+
+
+def weight_layers(model) -> list:
+    """Layers with a kernel (Dense, Conv2D, ...), in model order: the ones methods act on."""
+    return [layer for layer in model.layers if getattr(layer, "kernel", None) is not None]
+
+
+def select(model, selection: LayerSelection, where: str = "layers") -> set[str]:
+    """Names of the kernel layers ``selection`` picks; a clear error when it picks none."""
+    candidates = weight_layers(model)
+    names = [layer.name for layer in candidates]
+    if selection.scope == LayerScope.ALL:
+        chosen = names
+    elif selection.scope == LayerScope.ALL_BUT_FIRST_LAST:
+        chosen = names[1:-1]
+        if not chosen:
+            raise RecipeError(where, f"all_but_first_last leaves nothing: the model has only {len(names)} layers with weights")
+    elif selection.scope == LayerScope.TYPES:
+        types = {layer.__class__.__name__ for layer in candidates}
+        unknown = [t for t in selection.values if t not in types]
+        if unknown:
+            raise RecipeError(where, f"no layer of type {unknown[0]}; types with weights here: {', '.join(sorted(types))}")
+        chosen = [layer.name for layer in candidates if layer.__class__.__name__ in selection.values]
+    else:
+        unknown = [n for n in selection.values if n not in names]
+        if unknown:
+            raise RecipeError(where, f"no layer with weights named {unknown[0]!r}; there are: {', '.join(names)}")
+        chosen = [n for n in names if n in selection.values]
+    if not chosen:
+        raise RecipeError(where, "selects no layer with weights")
+    return set(chosen)

@@ -1,0 +1,272 @@
+"""Checking and storing user uploads (models, datasets) without TensorFlow.
+
+An upload is written to a private temporary folder, checked there, and only moved into
+``$COMPRESSION_HOME/uploads/<kind>/<hash>/<name>`` when every check passed; a failed
+check raises ``UploadError`` with one readable line and leaves the workspace untouched.
+
+The checks here are structural and cheap (zip/HDF5 layout, JSON config, array shapes),
+and refuse what a safe loader refuses (Lambda layers run arbitrary Python). The engine's
+full check (loading the model with TensorFlow) runs in a subprocess (``deep_check``) so
+the dashboard process never imports TensorFlow; the job repeats it anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .errors import UserError
+from .results import workspace_home
+
+MB = 1024 * 1024
+MAX_MODEL_BYTES = 100 * MB
+MAX_NPZ_BYTES = 200 * MB
+MAX_UNZIPPED_FACTOR = 20  # a .keras archive may expand at most 20x (zip bombs)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+UNSAFE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}  # deserialising these runs Python code
+
+
+class UploadError(UserError):
+    pass
+
+
+def safe_name(filename: str) -> str:
+    name = Path(str(filename).replace("\\", "/")).name
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "upload"
+    return name[:100]
+
+
+def _walk_layers(config, found: set[str]):
+    if isinstance(config, dict):
+        cls = config.get("class_name")
+        if isinstance(cls, str):
+            found.add(cls)
+        for v in config.values():
+            _walk_layers(v, found)
+    elif isinstance(config, list):
+        for v in config:
+            _walk_layers(v, found)
+
+
+def _check_config(config: dict, name: str) -> dict:
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise UploadError(f"{name}: the model configuration is not a Keras model")
+    classes: set[str] = set()
+    _walk_layers(config, classes)
+    unsafe = sorted(classes & UNSAFE_LAYERS)
+    if unsafe:
+        raise UploadError(f"{name}: refused, the model contains a {unsafe[0]} layer, which runs arbitrary Python "
+                          "code when loaded; rebuild it without Lambda layers")
+    layers = (config.get("config") or {}).get("layers") if isinstance(config.get("config"), dict) else None
+    return {"model_class": config.get("class_name"), "layers": len(layers) if isinstance(layers, list) else None}
+
+
+def check_model_file(path: str | Path, name: str | None = None) -> dict:
+    """Structural check of a .keras or .h5 file. Returns a small info dict, raises UploadError."""
+    path = Path(path)
+    name = name or path.name
+    size = path.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise UploadError(f"{name} is {size / MB:.0f} MB; the limit for a model is {MAX_MODEL_BYTES // MB} MB")
+    if size == 0:
+        raise UploadError(f"{name} is empty")
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise UploadError(f"{name} is not a Keras model file (a .keras file is a zip archive; this one is not)")
+        try:
+            with zipfile.ZipFile(path) as z:
+                infos = z.infolist()
+                names = {i.filename for i in infos}
+                bad = [n for n in names if n.startswith(("/", "\\")) or ".." in Path(n).parts]
+                if bad:
+                    raise UploadError(f"{name}: refused, the archive has an unsafe entry {bad[0]!r}")
+                if sum(i.file_size for i in infos) > MAX_UNZIPPED_FACTOR * max(size, MB):
+                    raise UploadError(f"{name}: refused, the archive expands to far more than its size (zip bomb?)")
+                if "config.json" not in names:
+                    raise UploadError(f"{name} is not a Keras model file: it has no config.json")
+                if not any(n.endswith((".h5", ".weights.h5", ".npz")) for n in names):
+                    raise UploadError(f"{name} has no weights (model.weights.h5 is missing)")
+                config = json.loads(z.read("config.json").decode("utf-8"))
+                meta = {}
+                if "metadata.json" in names:
+                    meta = json.loads(z.read("metadata.json").decode("utf-8"))
+        except UploadError:
+            raise
+        except (zipfile.BadZipFile, ValueError, UnicodeDecodeError, OSError, KeyError) as e:
+            raise UploadError(f"{name} is a damaged Keras file: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        info = _check_config(config, name)
+        info.update(format="keras", keras_version=meta.get("keras_version") if isinstance(meta, dict) else None)
+        return info
+    if suffix in (".h5", ".hdf5"):
+        with open(path, "rb") as f:
+            if f.read(8) != HDF5_SIGNATURE:
+                raise UploadError(f"{name} is not an HDF5 file, so not a Keras .h5 model")
+        try:
+            import h5py  # ships with TensorFlow's dependencies; importing it does not import TensorFlow
+        except ImportError:  # pragma: no cover
+            return {"format": "h5", "keras_version": None, "model_class": None, "layers": None}
+        try:
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("model_config")
+                version = f.attrs.get("keras_version")
+        except Exception as e:  # h5py raises OSError, KeyError, RuntimeError on damaged files
+            raise UploadError(f"{name} is a damaged HDF5 file: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        if raw is None:
+            raise UploadError(f"{name} holds weights only, not a model; save the whole model (model.save)")
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        try:
+            config = json.loads(raw)
+        except ValueError:
+            raise UploadError(f"{name}: the model configuration inside is not valid JSON") from None
+        info = _check_config(config, name)
+        info.update(format="h5", keras_version=version.decode() if isinstance(version, bytes) else version)
+        return info
+    raise UploadError(f"{name}: a model must be a .keras or .h5 file")
+
+
+def check_npz(path: str | Path, name: str | None = None) -> dict:
+    """A dataset .npz: x_train, y_train, x_test, y_test; numeric images, integer labels."""
+    path = Path(path)
+    name = name or path.name
+    size = path.stat().st_size
+    if size > MAX_NPZ_BYTES:
+        raise UploadError(f"{name} is {size / MB:.0f} MB; the limit for a dataset is {MAX_NPZ_BYTES // MB} MB")
+    if path.suffix.lower() != ".npz":
+        raise UploadError(f"{name}: a dataset must be an .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            missing = [k for k in NPZ_KEYS if k not in keys]
+            if missing:
+                raise UploadError(f"{name} lacks {', '.join(missing)}; a dataset .npz needs the arrays "
+                                  f"{', '.join(NPZ_KEYS)} (it has: {', '.join(sorted(keys)) or 'nothing'})")
+            arrays = {k: z[k] for k in NPZ_KEYS}
+    except UploadError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise UploadError(f"{name}: refused, it holds Python objects (pickles); store plain numeric arrays") from None
+        raise UploadError(f"{name} is not a readable .npz file: {str(e).splitlines()[0]}") from None
+    except Exception as e:
+        raise UploadError(f"{name} is not a readable .npz file ({type(e).__name__})") from None
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype.kind not in "uif" or x.ndim not in (2, 3, 4):
+            raise UploadError(f"{name}: x_{split} must be numeric with 2 to 4 dimensions (samples first); "
+                              f"it is {x.dtype} with shape {x.shape}")
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1 or y.dtype.kind not in "uif":
+            raise UploadError(f"{name}: y_{split} must be a 1-D array of class numbers; it has shape {y.shape}")
+        if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
+            raise UploadError(f"{name}: y_{split} holds fractions; labels must be whole class numbers")
+        if len(x) != len(y):
+            raise UploadError(f"{name}: x_{split} has {len(x)} samples but y_{split} has {len(y)}")
+        if len(x) == 0:
+            raise UploadError(f"{name}: x_{split} is empty")
+        if y.min() < 0:
+            raise UploadError(f"{name}: y_{split} has negative labels")
+        arrays[f"y_{split}"] = y
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise UploadError(f"{name}: train samples have shape {arrays['x_train'].shape[1:]} "
+                          f"but test samples {arrays['x_test'].shape[1:]}")
+    classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
+    if classes < 2 or classes > 1000:
+        raise UploadError(f"{name}: needs between 2 and 1000 classes; labels say {classes}")
+    return {"n_train": int(len(arrays["x_train"])), "n_test": int(len(arrays["x_test"])),
+            "input_shape": list(arrays["x_train"].shape[1:]), "num_classes": classes}
+
+
+def deep_check(path: str | Path, kind: str, timeout: float = 180) -> str | None:
+    """Run the engine's own check (TensorFlow) in a subprocess. Returns an error line or None.
+
+    Skipped (None) when the engine is not installed or COMPRESSION_UPLOAD_DEEP_CHECK=0;
+    the job runs the same check again before it trains anything.
+    """
+    if os.environ.get("COMPRESSION_UPLOAD_DEEP_CHECK", "1") == "0":
+        return None
+    module = "compression.models" if kind == "model" else "compression.data"
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+    except (ImportError, ValueError):
+        return None
+    try:
+        proc = subprocess.run([sys.executable, "-m", "compression.upload_check", kind, str(path)],
+                              capture_output=True, text=True, timeout=timeout,
+                              cwd=str(Path(__file__).resolve().parents[1]))
+    except subprocess.TimeoutExpired:
+        return f"checking {Path(path).name} took longer than {timeout:.0f} s; it is refused"
+    for line in reversed(proc.stdout.strip().splitlines()):
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            continue
+        return None if answer.get("ok") else str(answer.get("error") or "the file was refused")
+    return None if proc.returncode == 0 else f"the check of {Path(path).name} crashed; it is refused"
+
+
+def save_upload(source: bytes | BinaryIO, filename: str, kind: str, home: str | Path | None = None,
+                deep: bool = True) -> tuple[Path, dict]:
+    """Check an upload and store it in the workspace. Returns (stored path, info).
+
+    kind is "model" or "dataset". Raises UploadError; on any error nothing is left behind.
+    """
+    if kind not in ("model", "dataset"):
+        raise ValueError(kind)
+    name = safe_name(filename)
+    limit = MAX_MODEL_BYTES if kind == "model" else MAX_NPZ_BYTES
+    tmp = Path(tempfile.mkdtemp(prefix="upload-"))
+    try:
+        staged = tmp / name
+        digest = hashlib.sha256()
+        written = 0
+        with open(staged, "wb") as out:
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                chunks = [bytes(source)]
+            else:
+                chunks = iter(lambda: source.read(MB), b"")
+            for chunk in chunks:
+                written += len(chunk)
+                if written > limit:
+                    raise UploadError(f"{name} is larger than the {limit // MB} MB limit for a {kind}")
+                digest.update(chunk)
+                out.write(chunk)
+        info = check_model_file(staged, name) if kind == "model" else check_npz(staged, name)
+        if deep:
+            error = deep_check(staged, kind)
+            if error:
+                raise UploadError(error if name in error else f"{name}: {error}")
+        final_dir = workspace_home(home) / "uploads" / ("models" if kind == "model" else "datasets") / digest.hexdigest()[:16]
+        final = final_dir / name
+        if not final.exists():
+            final_dir.mkdir(parents=True, exist_ok=True)
+            part = final_dir / (name + ".part")
+            shutil.copyfile(staged, part)
+            os.replace(part, final)
+        return final, info
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def list_uploads(kind: str, home: str | Path | None = None) -> list[Path]:
+    folder = workspace_home(home) / "uploads" / ("models" if kind == "model" else "datasets")
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.glob("*/*") if p.is_file() and not p.name.endswith(".part")]
+    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
