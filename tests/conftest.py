@@ -13,3 +13,43 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import compression  # noqa: E402,F401
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def make_arrays(n_train=300, n_test=100, classes=10, shape=(8, 8), seed=0, noise=0.25):
+    """Learnable synthetic images: one random prototype per class plus noise, values in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    protos = rng.random((classes, *shape)).astype(np.float32)
+
+    def split(n):
+        y = np.arange(n) % classes
+        rng.shuffle(y)
+        x = protos[y] + noise * rng.standard_normal((n, *shape)).astype(np.float32)
+        return np.clip(x, 0, 1).astype(np.float32), y.astype(np.int64)
+
+    x_train, y_train = split(n_train)
+    x_test, y_test = split(n_test)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+@pytest.fixture(scope="session")
+def tiny_npz(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, **make_arrays())
+    return path
+
+
+def tiny_recipe(npz, steps=(), **overrides) -> dict:
+    """A recipe dict that trains a small lenet_300_100 on the tiny data in seconds."""
+    recipe = {
+        "name": "tiny",
+        "dataset": {"npz": str(npz)},
+        "baseline": {"arch": "lenet_300_100", "epochs": 3, "batch_size": 32, "seed": 0},
+        "steps": list(steps),
+        "export": "float32",
+        "latency_runs": 3,
+    }
+    recipe.update(overrides)
+    return recipe

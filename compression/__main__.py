@@ -1,0 +1,269 @@
+"""Command line: python -m compression --help.
+
+Everything the dashboard does can be done here: train a baseline, check and run a
+recipe in the foreground, and (with the job commands) submit recipes to background
+workers and follow them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
+from .choices import Arch, DatasetName, ExportMode, options
+from .errors import Cancelled, RecipeError, UserError
+from .recipe import Recipe, training_epochs
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+class ProgressBar:
+    """One line on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30):
+        self.stream, self.width, self.last = stream, width, 0.0
+        self.tty = stream.isatty()
+        self.last_message = ""
+
+    def __call__(self, event: dict) -> None:
+        now = time.monotonic()
+        message = event.get("message") or ""
+        stage_changed = message.endswith("starting") or event.get("phase") != "train"
+        if now - self.last < 0.1 and not stage_changed:
+            return
+        self.last = now
+        frac = float(event.get("fraction") or 0.0)
+        filled = int(round(frac * self.width))
+        extra = ""
+        if event.get("loss") is not None:
+            extra = f" loss {event['loss']:.3f}"
+            if event.get("accuracy") is not None:
+                extra += f" acc {event['accuracy']:.3f}"
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {frac:6.1%} {message}{extra}"
+        if self.tty:
+            self.stream.write("\r" + line[:120].ljust(120))
+        elif stage_changed and message != self.last_message:
+            self.stream.write(line + "\n")
+        self.last_message = message
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _summary(report: dict) -> str:
+    b, f = report["baseline"]["metrics"], report["final"]
+    lines = [
+        f"baseline: accuracy {b['accuracy']:.4f}, {b['params_total']:,} parameters, "
+        f"tflite {b['tflite_bytes']:,} B ({b['tflite_zip_bytes']:,} B zipped), {b['latency_ms']:.3f} ms",
+    ]
+    for s in report["stages"]:
+        m = s["metrics"]
+        uniq = max((row["unique_values"] for row in m["layers"]), default=0)
+        lines.append(
+            f"{s['method']} ({s['variant']}): accuracy {m['accuracy']:.4f}, sparsity {m['sparsity']:.1%}, "
+            f"at most {uniq} distinct values per layer, {s['wall_s']:.1f} s"
+        )
+    uniq = max((row["unique_values"] for row in f["layers"]), default=0)
+    lines.append(
+        f"exported {f['export']}: accuracy {f['accuracy']:.4f}, sparsity {f['sparsity']:.1%}, at most {uniq} "
+        f"distinct values per layer, {f['tflite_bytes']:,} B ({f['tflite_zip_bytes']:,} B zipped, "
+        f"{b['tflite_zip_bytes'] / max(1, f['tflite_zip_bytes']):.1f}x smaller than the baseline zipped), "
+        f"{f['latency_ms']:.3f} ms"
+    )
+    for sentence in report.get("undone", []):
+        lines.append(f"undone: {sentence}")
+    return "\n".join(lines)
+
+
+def preflight(recipe: Recipe) -> None:
+    """Cheap checks of the files a recipe names, before anything is written."""
+    if recipe.dataset.npz:
+        from . import data
+
+        data.load_npz(recipe.dataset.npz)
+    if recipe.baseline.path:
+        from . import models
+
+        models.inspect_model_file(recipe.baseline.path)
+
+
+def run_foreground(recipe: Recipe, out: Path, quiet: bool = False) -> int:
+    from .pipeline import run_recipe
+
+    try:
+        preflight(recipe)
+    except UserError as e:
+        return _fail(str(e))
+    created = not out.exists()
+    bar = None if quiet else ProgressBar()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("compression")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        report = run_recipe(recipe, out, progress=bar)
+    except (UserError, Cancelled, KeyboardInterrupt) as e:
+        if bar:
+            bar.close()
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(e, KeyboardInterrupt) or isinstance(e, Cancelled):
+            print("cancelled", file=sys.stderr)
+            return 130
+        return _fail(str(e))
+    finally:
+        log.removeHandler(handler)
+    if bar:
+        bar.close()
+    print(_summary(report))
+    print(f"wrote {out / 'report.json'} and {out / 'model.tflite'}")
+    return 0
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def cmd_run(args) -> int:
+    try:
+        recipe = Recipe.load(args.recipe)
+    except RecipeError as e:
+        return _fail(str(e))
+    recipe = _resolve_paths(recipe, Path(args.recipe).resolve().parent)
+    return run_foreground(recipe, Path(args.out), args.quiet)
+
+
+def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
+    """Relative file names in a recipe are relative to the recipe file (or the current folder)."""
+    from dataclasses import replace
+
+    def fix(p: str | None) -> str | None:
+        if p is None or Path(p).is_absolute():
+            return p
+        candidate = base / p
+        return str(candidate if candidate.exists() or not Path(p).exists() else Path(p).resolve())
+
+    if recipe.dataset.npz:
+        recipe = replace(recipe, dataset=replace(recipe.dataset, npz=fix(recipe.dataset.npz)))
+    if recipe.baseline.path:
+        recipe = replace(recipe, baseline=replace(recipe.baseline, path=fix(recipe.baseline.path)))
+    return recipe
+
+
+def cmd_check(args) -> int:
+    from .ordering import plan
+
+    try:
+        recipe = Recipe.load(args.recipe)
+    except RecipeError as e:
+        return _fail(str(e))
+    print(f"{recipe.name}: {len(recipe.steps)} steps, {training_epochs(recipe)} training epochs, export {recipe.export.value}")
+    for i, p in enumerate(plan(recipe)):
+        print(f"  {i + 1}. {p.method.value} -> {p.variant.value}: {p.description}")
+        for w in p.warnings:
+            print(f"     warning: {w}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    data = {"npz": args.dataset} if args.dataset.lower().endswith(".npz") else args.dataset
+    try:
+        recipe = Recipe.from_dict({
+            "name": args.name or f"baseline-{args.arch}",
+            "dataset": data,
+            "baseline": {"arch": args.arch, "epochs": args.epochs, "batch_size": args.batch_size,
+                         "seed": args.seed},
+            "steps": [],
+            "export": args.export,
+            "max_train_samples": args.max_train_samples,
+            "latency_runs": args.latency_runs,
+        })
+    except RecipeError as e:
+        return _fail(str(e))
+    return run_foreground(recipe, Path(args.out), args.quiet)
+
+
+def cmd_examples(args) -> int:
+    for path in sorted(EXAMPLES.glob("*.json")):
+        try:
+            recipe = Recipe.load(path)
+            print(f"{path.name}: {recipe.name} ({len(recipe.steps)} steps, {training_epochs(recipe)} epochs)")
+        except RecipeError as e:
+            print(f"{path.name}: invalid ({e})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m compression",
+        description="Model-compression studio: prune, cluster and quantize Keras models, export TFLite, "
+        "and measure what each step cost and saved.",
+        epilog="Recipes are JSON; see examples/ and docs/ARCHITECTURE.md. Exit status 2 means bad input "
+        "(the message names the field and the allowed values).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a recipe in the foreground with a progress bar")
+    p.add_argument("recipe", help="recipe JSON file")
+    p.add_argument("--out", required=True, help="run folder to write (report.json, model.tflite, ...)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="train a baseline model and measure it (a recipe with no steps)")
+    p.add_argument("--dataset", default=DatasetName.DIGITS.value,
+                   help=f"one of {', '.join(options(DatasetName))}, or a .npz file (default digits)")
+    p.add_argument("--arch", default=Arch.LENET_300_100.value, choices=options(Arch))
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-train-samples", type=int, default=None, help="cap the training split")
+    p.add_argument("--export", default=ExportMode.FLOAT32.value, choices=options(ExportMode))
+    p.add_argument("--latency-runs", type=int, default=50)
+    p.add_argument("--name", default=None)
+    p.add_argument("--out", required=True, help="run folder to write (baseline.keras, report.json, ...)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("check", help="validate a recipe and explain its steps without running it")
+    p.add_argument("recipe")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("examples", help="list the ready recipes under examples/")
+    p.set_defaults(func=cmd_examples)
+
+    try:
+        from .jobs_cli import add_job_commands
+    except ImportError:
+        add_job_commands = None
+    if add_job_commands is not None:
+        add_job_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Recipes: validation with clear messages, round trips, and the ordering rules. No TensorFlow."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from compression.choices import Variant
+from compression.ordering import plan
+from compression.recipe import Recipe, RecipeError, training_epochs
+
+BASE = {"dataset": "mnist", "baseline": {"arch": "lenet_300_100"}}
+
+
+def recipe(steps=(), **kw):
+    return Recipe.from_dict({**BASE, "steps": list(steps), **kw})
+
+
+def error_of(data) -> str:
+    with pytest.raises(RecipeError) as info:
+        Recipe.from_dict(data)
+    return str(info.value)
+
+
+def test_round_trip_fills_defaults_and_is_stable():
+    r = recipe([{"method": "prune", "final_sparsity": 0.9}, {"method": "cluster"}, {"method": "quantize"}])
+    d = r.to_dict()
+    assert d["steps"][0]["schedule"] == "polynomial_decay"
+    assert d["steps"][0]["initial_sparsity"] == 0.5
+    assert d["steps"][1]["number_of_clusters"] == 16
+    assert d["steps"][2]["batch_size"] == 500
+    again = Recipe.from_json(json.dumps(d))
+    assert again == r and again.to_dict() == d
+
+
+def test_issue_example_recipe_is_accepted():
+    with open("examples/prune_cluster_qat.json") as f:
+        r = Recipe.from_dict(json.load(f))
+    assert [p.variant for p in plan(r)] == [Variant.PRUNE, Variant.SPARSITY_PRESERVING_CLUSTER, Variant.PCQAT]
+
+
+def test_every_example_recipe_is_valid():
+    from pathlib import Path
+
+    names = sorted(p.name for p in Path("examples").glob("*.json"))
+    assert len(names) >= 3
+    for name in names:
+        Recipe.load(Path("examples") / name)
+
+
+@pytest.mark.parametrize(
+    "data, field, words",
+    [
+        ({**BASE, "steps": [{"method": "distill"}]}, "steps[0].method", "prune, cluster, quantize"),
+        ({**BASE, "steps": [{"method": "prune", "final_sparsity": 1.0}]}, "steps[0].final_sparsity", "[0, 1)"),
+        ({**BASE, "steps": [{"method": "prune", "initial_sparsity": -0.1}]}, "steps[0].initial_sparsity", "[0, 1)"),
+        ({**BASE, "steps": [{"method": "cluster", "number_of_clusters": 0}]}, "steps[0].number_of_clusters", "2..256"),
+        ({"baseline": {"arch": "lenet_5"}}, "dataset", "digits, mnist, fashion_mnist, cifar10"),
+        ({"dataset": "imagenet", "baseline": {"arch": "lenet_5"}}, "dataset", "mnist"),
+        ({"dataset": "mnist", "baseline": {"arch": "resnet"}}, "baseline.arch", "lenet_300_100"),
+        ({"dataset": "mnist", "baseline": {"path": "model.onnx"}}, "baseline.path", ".keras or .h5"),
+        ({**BASE, "export": "int4"}, "export", "int8_dynamic"),
+        ({**BASE, "steps": [{"method": "prune", "sparsity": 0.5}]}, "steps[0].sparsity", "final_sparsity"),
+        ({**BASE, "steps": [{"method": "prune", "sparsity_m_by_n": [4, 2]}]}, "steps[0].sparsity_m_by_n", "0 < M < N"),
+        ({**BASE, "steps": [{"method": "prune", "epochs": 0}]}, "steps[0].epochs", "minimum 1"),
+        ({**BASE, "steps": [{"method": "cluster", "cluster_centroids_init": "best"}]},
+         "steps[0].cluster_centroids_init", "kmeans_plus_plus"),
+        ({**BASE, "steps": [{"method": "prune", "layers": {"colors": ["red"]}}]}, "steps[0].layers", "all"),
+    ],
+)
+def test_bad_fields_are_named_with_allowed_values(data, field, words):
+    message = error_of(data)
+    assert message.startswith(field + ":"), message
+    assert words in message
+    assert "\n" not in message
+
+
+def test_polynomial_decay_cannot_lower_sparsity():
+    assert "below initial_sparsity" in error_of(
+        {**BASE, "steps": [{"method": "prune", "initial_sparsity": 0.8, "final_sparsity": 0.5}]}
+    )
+
+
+def test_quantize_step_needs_an_int8_export():
+    message = error_of({**BASE, "steps": [{"method": "quantize"}], "export": "float32"})
+    assert message.startswith("export:") and "int8" in message
+
+
+def test_bad_json_is_one_clear_line():
+    with pytest.raises(RecipeError) as info:
+        Recipe.from_json("{not json")
+    assert "not valid JSON" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "methods, variants",
+    [
+        (["prune", "cluster", "quantize"], ["prune", "sparsity_preserving_cluster", "pcqat"]),
+        (["prune", "quantize"], ["prune", "pqat"]),
+        (["cluster", "quantize"], ["cluster", "cqat"]),
+        (["quantize"], ["qat"]),
+        (["prune", "cluster"], ["prune", "sparsity_preserving_cluster"]),
+    ],
+)
+def test_each_order_runs_the_preserving_variant(methods, variants):
+    r = recipe([{"method": m} for m in methods])
+    assert [p.variant.value for p in plan(r)] == variants
+
+
+def test_pcqat_description_names_what_it_keeps():
+    r = recipe([{"method": "prune", "final_sparsity": 0.9}, {"method": "cluster", "number_of_clusters": 16},
+                {"method": "quantize"}])
+    assert plan(r)[2].description == "QAT will run as PCQAT: keeps 90% sparsity and 16 clusters"
+
+
+@pytest.mark.parametrize(
+    "methods, lost",
+    [
+        (["cluster", "prune"], "clusters are lost"),
+        (["quantize", "prune"], "quantization ranges"),
+        (["quantize", "cluster"], "quantization ranges"),
+    ],
+)
+def test_orders_that_undo_work_are_refused_with_what_is_lost(methods, lost):
+    message = error_of({**BASE, "steps": [{"method": m} for m in methods]})
+    assert message.startswith("steps[1].method:")
+    assert lost in message and "allow_unsafe_order" in message
+
+
+def test_unsafe_order_runs_when_asked_and_carries_a_warning():
+    r = recipe([{"method": "cluster"}, {"method": "prune"}], allow_unsafe_order=True)
+    planned = plan(r)
+    assert planned[1].warnings and "clusters are lost" in planned[1].warnings[0]
+
+
+def test_not_preserving_is_refused_unless_asked():
+    steps = [{"method": "prune"}, {"method": "cluster", "preserve": False}]
+    message = error_of({**BASE, "steps": steps})
+    assert message.startswith("steps[1].preserve:") and "sparsity is lost" in message
+    r = recipe(steps, allow_unsafe_order=True)
+    assert plan(r)[1].variant == Variant.CLUSTER
+
+
+def test_a_method_appears_once():
+    assert "appears twice" in error_of({**BASE, "steps": [{"method": "prune"}, {"method": "prune"}]})
+
+
+def test_training_epochs_counts_baseline_and_steps():
+    r = recipe([{"method": "prune", "epochs": 2}, {"method": "cluster", "epochs": 1}, {"method": "quantize"}])
+    assert training_epochs(r) == 2 + 2 + 1 + 1
+    loaded = Recipe.from_dict({"dataset": "mnist", "baseline": {"path": "m.keras"}, "steps": [{"method": "prune"}]})
+    assert training_epochs(loaded) == 2
+
+
+def test_m_by_n_target_is_m_zeros_of_n():
+    r = recipe([{"method": "prune", "sparsity_m_by_n": "2:4"}])
+    assert r.steps[0].sparsity_m_by_n == (2, 4) and r.steps[0].target == 0.5
+
+
+def test_library_never_imports_streamlit():
+    import ast
+    from pathlib import Path
+
+    for path in Path("compression").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not any(n.split(".")[0] == "streamlit" for n in names), f"{path} imports streamlit"
+
+
+def test_recipe_and_ordering_do_not_load_tensorflow():
+    code = (
+        "import sys, compression.recipe, compression.ordering, compression.choices;"
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
