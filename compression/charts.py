@@ -23,7 +23,7 @@ HIST_BINS = 60
 SHIFT_THRESHOLD = 0.02  # a per-class recall change below this is noise, not a shift
 
 STAGE_COLORS = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#bab0ac"]
-MEASURE_LABELS = {"keras_zip_bytes": "Keras, zipped", "tflite_bytes": "TFLite", "tflite_zip_bytes": "TFLite, zipped"}
+MEASURE_LABELS = {"keras_zip_bytes": "Keras zip", "tflite_bytes": "TFLite", "tflite_zip_bytes": "TFLite zip"}
 VARIANT_LABELS = {  # short, for stage labels: "3 quantize (PCQAT)"
     "sparsity_preserving_cluster": "sparsity-preserving", "qat": "QAT", "pqat": "PQAT", "cqat": "CQAT",
     "pcqat": "PCQAT",
@@ -323,11 +323,12 @@ def weight_histogram_chart(hist: pd.DataFrame, zeros: pd.DataFrame, log_scale: b
         opacity=0.55, binSpacing=0).encode(
         x=alt.X("bin_start:Q", title="weight value"), x2="bin_end:Q",
         y=alt.Y("count:Q", stack=None, scale=y_scale, title="weights per bin" + (" (log)" if log_scale else "")),
+        y2=alt.datum(0.7 if log_scale else 0),
         color=color,
         tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("bin_start:Q", title="from", format=".4f"),
                  alt.Tooltip("bin_end:Q", title="to", format=".4f"), alt.Tooltip("count:Q", title="weights", format=","),
                  alt.Tooltip("share:Q", title="share of layer", format=".2%")],
-    ).properties(width=480, height=260)
+    ).properties(width=520, height=300)
     zero_base = alt.Chart(zeros, title=alt.Title("Exact zeros", subtitle="pruned weights")).encode(
         x=alt.X("stage:N", sort=stages, title=None, axis=alt.Axis(labelAngle=-40)),
         y=alt.Y("share:Q", title="share of weights that are 0", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
@@ -336,7 +337,7 @@ def weight_histogram_chart(hist: pd.DataFrame, zeros: pd.DataFrame, log_scale: b
                  alt.Tooltip("share:Q", title="share", format=".1%")],
     )
     zero_chart = (zero_base.mark_bar().encode(color=alt.Color("stage:N", scale=_stage_scale(stages), legend=None))
-                  + zero_base.mark_text(dy=-6, fontSize=11).encode(text="label:N")).properties(width=max(90, 45 * len(stages)), height=260)
+                  + zero_base.mark_text(dy=-6, fontSize=11).encode(text="label:N")).properties(width=max(90, 45 * len(stages)), height=300)
     return alt.hconcat(bars, zero_chart).resolve_scale(color="shared")
 
 
@@ -345,7 +346,7 @@ def centroid_chart(hist: pd.DataFrame, centroids: pd.DataFrame, title: str = "Cl
     the rule's thickness and the tooltip give how many weights share that value."""
     base = alt.Chart(hist).mark_bar(color="#c7c7c7", binSpacing=0).encode(
         x=alt.X("bin_start:Q", title="weight value"), x2="bin_end:Q",
-        y=alt.Y("count:Q", title="weights per bin"),
+        y=alt.Y("count:Q", title="weights per bin"), y2=alt.datum(0),
         tooltip=[alt.Tooltip("bin_start:Q", title="from", format=".4f"), alt.Tooltip("bin_end:Q", title="to", format=".4f"),
                  alt.Tooltip("count:Q", title="weights", format=",")],
     )
@@ -353,51 +354,55 @@ def centroid_chart(hist: pd.DataFrame, centroids: pd.DataFrame, title: str = "Cl
         x="value:Q",
         color=alt.Color("kind:N", scale=alt.Scale(domain=["centroid", "zero (pruned)"], range=["#e45756", "#4c78a8"]),
                         title=None, legend=alt.Legend(orient="top")),
-        strokeWidth=alt.StrokeWidth("count:Q", scale=alt.Scale(range=[1, 6]), title="weights with this value"),
+        strokeWidth=alt.StrokeWidth("count:Q", scale=alt.Scale(range=[1.5, 6]), legend=None),
         tooltip=[alt.Tooltip("value:Q", title="centroid", format=".5f"), alt.Tooltip("count:Q", title="weights", format=","),
                  alt.Tooltip("share:Q", title="share of layer", format=".2%"), alt.Tooltip("kind:N")],
     )
     n = int((centroids["kind"] == "centroid").sum()) if not centroids.empty else 0
-    return alt.layer(base, rules, title=alt.Title(title, subtitle=f"{n} distinct nonzero values (red rules) over the weight histogram")
-                     ).properties(width=560, height=260)
+    return alt.layer(base, rules, title=alt.Title(title, subtitle=f"{n} distinct nonzero values (red lines; thicker = more weights)")
+                     ).properties(width=620, height=320)
 
 
 def sparsity_chart(df: pd.DataFrame) -> alt.Chart:
     stages = _ordered(df)
-    return alt.Chart(df, title=alt.Title("Sparsity per layer", subtitle="share of each layer's kernel that is exactly zero")).mark_bar().encode(
-        x=alt.X("layer:N", title="layer", sort=list(dict.fromkeys(df["layer"]))),
-        xOffset=alt.XOffset("stage:N", sort=stages),
-        y=alt.Y("sparsity:Q", title="sparsity", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        color=alt.Color("stage:N", scale=_stage_scale(stages), legend=alt.Legend(orient="top")),
+    layers = list(dict.fromkeys(df["layer"]))
+    return alt.Chart(df, title=alt.Title("Sparsity per layer", subtitle="share of each layer's kernel that is exactly zero, after each stage")).mark_bar().encode(
+        y=alt.Y("layer:N", title=None, sort=layers),
+        yOffset=alt.YOffset("stage:N", sort=stages),
+        x=alt.X("sparsity:Q", title="sparsity (share of zero weights)", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        color=alt.Color("stage:N", scale=_stage_scale(stages), title=None, legend=alt.Legend(orient="bottom", columns=3, labelLimit=260)),
         tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("stage:N"), alt.Tooltip("sparsity:Q", format=".1%"),
                  alt.Tooltip("nonzero:Q", title="nonzero params", format=","),
                  alt.Tooltip("params:Q", title="params", format=","),
                  alt.Tooltip("unique_values:Q", title="distinct kernel values", format=",")],
-    ).properties(height=280)
+    ).properties(height=alt.Step(9), width=520)
 
 
 def size_chart(df: pd.DataFrame, title: str = "Model size per stage") -> alt.Chart:
     stages = _ordered(df)
+    measures = list(MEASURE_LABELS.values())
     return alt.Chart(df, title=alt.Title(title, subtitle="zipped sizes show what pruning and clustering save on disk")).mark_bar().encode(
-        x=alt.X("stage:N", sort=stages, title=None, axis=alt.Axis(labelAngle=-20, labelLimit=220)),
-        xOffset=alt.XOffset("measure:N", sort=list(MEASURE_LABELS.values())),
-        y=alt.Y("kb:Q", title="size (KB)"),
-        color=alt.Color("measure:N", sort=list(MEASURE_LABELS.values()), title="file",
-                        scale=alt.Scale(domain=list(MEASURE_LABELS.values()), range=["#9ecae9", "#4c78a8", "#f58518"]),
-                        legend=alt.Legend(orient="top")),
+        y=alt.Y("stage:N", sort=stages, title=None, axis=alt.Axis(labelLimit=260)),
+        yOffset=alt.YOffset("measure:N", sort=measures),
+        x=alt.X("kb:Q", title="size (KB)"),
+        color=alt.Color("measure:N", sort=measures, title=None,
+                        scale=alt.Scale(domain=measures, range=["#9ecae9", "#4c78a8", "#f58518"]),
+                        legend=alt.Legend(orient="bottom")),
         tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("measure:N", title="file"), alt.Tooltip("size:N"),
                  alt.Tooltip("bytes:Q", format=","), alt.Tooltip("ratio:Q", title="× baseline", format=".2f")],
-    ).properties(height=280)
+    ).properties(height=alt.Step(10))
 
 
-def latency_chart(df: pd.DataFrame, title: str = "Latency per stage") -> alt.Chart:
+def latency_chart(df: pd.DataFrame, title: str = "Latency per stage") -> alt.LayerChart:
     stages = _ordered(df)
-    return alt.Chart(df, title=alt.Title(title, subtitle="median TFLite inference time, batch of 1, on this machine")).mark_bar(color="#54a24b").encode(
-        x=alt.X("stage:N", sort=stages, title=None, axis=alt.Axis(labelAngle=-20, labelLimit=220)),
-        y=alt.Y("latency_ms:Q", title="latency (ms)"),
+    base = alt.Chart(df, title=alt.Title(title, subtitle="median TFLite inference time, batch of 1, on this machine")).encode(
+        y=alt.Y("stage:N", sort=stages, title=None, axis=alt.Axis(labelLimit=260)),
+        x=alt.X("latency_ms:Q", title="latency (ms)"),
         tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("latency_ms:Q", title="ms", format=".3f"),
-                 alt.Tooltip("ratio:Q", title="× baseline", format=".2f")],
-    ).properties(height=280)
+                 alt.Tooltip("ratio:Q", title="× baseline", format=".2f")])
+    bars = base.mark_bar(color="#54a24b")
+    text = base.mark_text(align="left", dx=4, fontSize=11).encode(text=alt.Text("latency_ms:Q", format=".3f"))
+    return alt.layer(bars, text).properties(height=alt.Step(30))
 
 
 def recall_shift_chart(df: pd.DataFrame, title: str = "Per-class recall: baseline vs compressed") -> alt.LayerChart:
@@ -411,11 +416,14 @@ def recall_shift_chart(df: pd.DataFrame, title: str = "Per-class recall: baselin
                alt.Tooltip("shift:Q", title="change", format="+.1%")]
     y = alt.Y("class:N", sort=classes, title="class")
     lines = alt.Chart(df).mark_rule(strokeWidth=4).encode(
-        y=y, x=alt.X("baseline:Q", title="recall (share of the class found)", axis=alt.Axis(format="%")),
-        x2="compressed:Q", color=alt.Color("direction:N", scale=shift_color, title="change"), tooltip=tooltip)
+        y=y, x=alt.X("baseline:Q", title="recall (share of the class found; axis does not start at 0)",
+                     axis=alt.Axis(format="%"), scale=alt.Scale(zero=False, nice=True)),
+        x2="compressed:Q", color=alt.Color("direction:N", scale=shift_color, title="recall change",
+                                           legend=alt.Legend(orient="bottom")), tooltip=tooltip)
     dots = alt.Chart(long).mark_point(filled=True, size=90).encode(
         y=y, x="recall:Q",
-        shape=alt.Shape("model:N", scale=alt.Scale(domain=["baseline", "compressed"], range=["circle", "diamond"]), title="model"),
+        shape=alt.Shape("model:N", scale=alt.Scale(domain=["baseline", "compressed"], range=["circle", "diamond"]), title="model",
+                        legend=alt.Legend(orient="bottom")),
         fill=alt.Fill("model:N", scale=alt.Scale(domain=["baseline", "compressed"], range=["#7f7f7f", "#1f77b4"]), legend=None),
         stroke=alt.value("white"),
         tooltip=[alt.Tooltip("class:N"), alt.Tooltip("model:N"), alt.Tooltip("recall:Q", format=".1%"),
@@ -427,7 +435,7 @@ def recall_shift_chart(df: pd.DataFrame, title: str = "Per-class recall: baselin
     ).transform_calculate(max_recall="max(datum.baseline, datum.compressed)")
     return alt.layer(lines, dots, labels, title=alt.Title(
         title, subtitle=f"red: the compressed model finds the class less often (by ≥{SHIFT_THRESHOLD:.0%}); green: more often")
-    ).resolve_scale(color="independent").properties(height=max(160, 24 * len(classes)), width=520)
+    ).resolve_scale(color="independent").properties(height=alt.Step(26), width=520)
 
 
 # --- comparing runs --------------------------------------------------------------------------
@@ -481,24 +489,26 @@ def compare_sizes_df(df: pd.DataFrame) -> pd.DataFrame:
 
 def compare_size_chart(sizes: pd.DataFrame) -> alt.Chart:
     runs = list(dict.fromkeys(sizes["run"]))
-    return alt.Chart(sizes, title=alt.Title("Size per run", subtitle="Keras (last stage, zipped) and the exported TFLite file, raw and zipped")).mark_bar().encode(
-        x=alt.X("run:N", sort=runs, title=None, axis=alt.Axis(labelAngle=-20, labelLimit=220)),
-        xOffset=alt.XOffset("measure:N", sort=list(MEASURE_LABELS.values())),
-        y=alt.Y("kb:Q", title="size (KB)"),
-        color=alt.Color("measure:N", title="file", scale=alt.Scale(domain=list(MEASURE_LABELS.values()),
-                                                                   range=["#9ecae9", "#4c78a8", "#f58518"]),
-                        legend=alt.Legend(orient="top")),
+    measures = list(MEASURE_LABELS.values())
+    return alt.Chart(sizes, title=alt.Title("Size per run", subtitle="Keras (last stage) zipped, and the exported TFLite file raw and zipped")).mark_bar().encode(
+        y=alt.Y("run:N", sort=runs, title=None, axis=alt.Axis(labelLimit=260)),
+        yOffset=alt.YOffset("measure:N", sort=measures),
+        x=alt.X("kb:Q", title="size (KB)"),
+        color=alt.Color("measure:N", title=None, scale=alt.Scale(domain=measures, range=["#9ecae9", "#4c78a8", "#f58518"]),
+                        legend=alt.Legend(orient="bottom")),
         tooltip=[alt.Tooltip("run:N"), alt.Tooltip("measure:N", title="file"), alt.Tooltip("size:N"),
                  alt.Tooltip("bytes:Q", format=",")],
-    ).properties(height=280)
+    ).properties(height=alt.Step(10))
 
 
-def compare_latency_chart(df: pd.DataFrame) -> alt.Chart:
-    return alt.Chart(df, title=alt.Title("Latency per run", subtitle="median TFLite inference time, batch of 1")).mark_bar(color="#54a24b").encode(
-        x=alt.X("run:N", sort=list(df["run"]), title=None, axis=alt.Axis(labelAngle=-20, labelLimit=220)),
-        y=alt.Y("latency_ms:Q", title="latency (ms)"),
-        tooltip=[alt.Tooltip("run:N"), alt.Tooltip("latency_ms:Q", title="ms", format=".3f"), alt.Tooltip("steps:N")],
-    ).properties(height=280)
+def compare_latency_chart(df: pd.DataFrame) -> alt.LayerChart:
+    base = alt.Chart(df, title=alt.Title("Latency per run", subtitle="median TFLite inference time, batch of 1")).encode(
+        y=alt.Y("run:N", sort=list(df["run"]), title=None, axis=alt.Axis(labelLimit=260)),
+        x=alt.X("latency_ms:Q", title="latency (ms)"),
+        tooltip=[alt.Tooltip("run:N"), alt.Tooltip("latency_ms:Q", title="ms", format=".3f"), alt.Tooltip("steps:N")])
+    return alt.layer(base.mark_bar(color="#54a24b"),
+                     base.mark_text(align="left", dx=4, fontSize=11).encode(text=alt.Text("latency_ms:Q", format=".3f"))
+                     ).properties(height=alt.Step(30))
 
 
 def pareto_chart(df: pd.DataFrame, size_field: str = "tflite_zip_bytes") -> alt.LayerChart:

@@ -104,9 +104,7 @@ def read_log(job: dict, home: str | Path | None = None) -> str:
 
 
 def ensure_worker(home: str | Path | None = None) -> bool:
-    """Start the embedded worker unless COMPRESSION_NO_WORKER=1 (tests) or jobs is missing."""
-    if os.environ.get("COMPRESSION_NO_WORKER") == "1":
-        return False
+    """Start the embedded worker (jobs.ensure_worker; COMPRESSION_EMBEDDED_WORKER=0 turns it off)."""
     jobs = _jobs()
     if jobs is None or not hasattr(jobs, "ensure_worker"):
         return False

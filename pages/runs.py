@@ -1,0 +1,94 @@
+"""Runs: every job with its state and progress; refreshes itself while anything runs."""
+
+import streamlit as st
+
+from compression import dashboard
+from compression.errors import UserError
+from pages._ui import PAGES, no_jobs_system_note, page, state_badge
+
+REFRESH_S = 2
+
+
+def _cancel(job_id: str):
+    try:
+        dashboard.cancel(job_id)
+        st.session_state["runs_msg"] = ("ok", f"Cancel requested for {job_id}.")
+    except (UserError, KeyError) as e:
+        st.session_state["runs_msg"] = ("error", f"Cannot cancel {job_id}: {e}")
+
+
+def _job_card(job: dict, highlight: bool):
+    state = job.get("state")
+    with st.container(border=True):
+        a, b, c = st.columns([5, 2, 2], vertical_alignment="center")
+        steps = " → ".join(s.get("method", "?") for s in (job.get("recipe") or {}).get("steps") or []) or "baseline only"
+        a.markdown(f"**{job.get('name')}**{'  ← just submitted' if highlight else ''}  \n"
+                   f"<small>`{job.get('id')}` · {job.get('kind')} · {steps}</small>", unsafe_allow_html=True)
+        b.markdown(state_badge(job))
+        b.caption(f"elapsed {dashboard.fmt_duration(dashboard.elapsed_s(job))}")
+        with c:
+            if state in dashboard.ACTIVE:
+                st.button("Cancel", key=f"cancel_{job['id']}", on_click=_cancel, args=(job["id"],),
+                          icon=":material/stop_circle:", disabled=bool(job.get("cancel_requested")),
+                          help="Stops at the next training batch")
+            elif state == "succeeded":
+                st.page_link(PAGES["results"], label="Results", icon=":material/insights:",
+                             query_params={"run": job["id"]})
+        progress = min(1.0, max(0.0, float(job.get("progress") or 0.0)))
+        if state in dashboard.ACTIVE:
+            what = dashboard.describe_progress(job) or ("waiting for a worker" if state == "queued" else "starting")
+            if job.get("cancel_requested"):
+                what += " · cancelling…"
+            st.progress(progress, text=f"{progress:.0%} · {what}")
+        elif state == "failed":
+            st.error(job.get("error") or "The job failed.", icon=":material/error:")
+            with st.expander("Log of the failed run"):
+                log = dashboard.read_log(job)
+                st.code(log[-6000:] or "(no log)", language="text")
+        elif state == "cancelled":
+            st.caption(job.get("message") or "cancelled")
+
+
+@page
+def main():
+    st.title("Runs")
+    st.markdown("Every baseline and compression job in the workspace. The list updates itself while a job runs; "
+                "reloading the page or opening it in another tab shows the same jobs.")
+    no_jobs_system_note()
+    msg = st.session_state.pop("runs_msg", None)
+    if msg:
+        (st.success if msg[0] == "ok" else st.error)(msg[1])
+    jobs = dashboard.list_jobs()
+    if not jobs:
+        st.info("No jobs yet.")
+        st.page_link(PAGES["baseline"], label="Build a baseline", icon=":material/model_training:")
+        return
+    active = any(j.get("state") in dashboard.ACTIVE for j in jobs)
+    _jobs_panel(active)
+
+
+def _jobs_panel(active: bool):
+    @st.fragment(run_every=REFRESH_S if active else None)
+    def panel():
+        jobs = dashboard.list_jobs()
+        now_active = any(j.get("state") in dashboard.ACTIVE for j in jobs)
+        if active and not now_active:
+            st.rerun()  # everything finished: redraw the page once, without the timer
+        states = [j.get("state") for j in jobs]
+        counts = {s: states.count(s) for s in ("running", "queued", "succeeded", "failed", "cancelled") if s in states}
+        st.caption(" · ".join(f"{n} {s}" for s, n in counts.items())
+                   + (f" · refreshing every {REFRESH_S} s" if now_active else ""))
+        filt = st.segmented_control("Show", ["all", "active", "succeeded", "failed"], default="all", key="runs_filter")
+        focus = st.query_params.get("job")
+        for job in jobs:
+            state = job.get("state")
+            if filt == "active" and state not in dashboard.ACTIVE:
+                continue
+            if filt in ("succeeded", "failed") and state != filt:
+                continue
+            _job_card(job, highlight=job.get("id") == focus)
+
+    panel()
+
+
+main()
