@@ -30,10 +30,10 @@ class JobRecord:
     """One job, as stored in ``runs/<id>/status.json`` (plus ``run_dir``/``cancel_requested``)."""
 
     id: str
-    name: str
-    kind: str  # "baseline" (no steps) or "compress"
-    recipe: dict
-    state: str  # one of STATES
+    name: str = ""
+    kind: str = "compress"  # "baseline" (no steps) or "compress"
+    recipe: dict = field(default_factory=dict)
+    state: str = "queued"  # one of STATES
     progress: float = 0.0  # 0..1 over the whole recipe
     stage: str | None = None  # baseline, prune, cluster, quantize, export
     epoch: int | None = None
@@ -59,6 +59,7 @@ class JobRecord:
     def from_dict(cls, data: dict, run_dir: str | os.PathLike = "") -> "JobRecord":
         known = {f.name for f in fields(cls)} - {"extra", "run_dir", "cancel_requested"}
         kw = {k: v for k, v in data.items() if k in known}
+        kw.setdefault("id", Path(run_dir).name if run_dir else "")
         extra = {k: v for k, v in data.items() if k not in known and k not in ("run_dir", "cancel_requested")}
         return cls(**kw, run_dir=str(run_dir), extra=extra)
 

@@ -1,0 +1,39 @@
+"""A stand-in for compression.pipeline.run_recipe, for job-machinery tests that need a
+behaviour the real engine cannot be made to show (e.g. ignoring a cancel). Selected in
+worker processes with COMPRESSION_RUNNER=fake_engine:run_recipe.
+
+The recipe's name picks the behaviour: "fail" raises, "deaf" ignores Cancelled for a long
+time, anything else reports ``baseline.epochs`` epochs of 20 batches, 0.05 s each.
+"""
+
+import json
+import time
+
+from compression.errors import Cancelled
+from compression.workspace import atomic_write_json
+
+
+def run_recipe(recipe, out_dir, progress=None):
+    progress = progress or (lambda e: None)
+    epochs = recipe.baseline.epochs
+    batches = 20
+    if recipe.name == "fail":
+        print("about to fail", flush=True)
+        raise ValueError("simulated engine failure\nsecond line")
+    for epoch in range(1, epochs + 1):
+        for batch in range(1, batches + 1):
+            time.sleep(0.05)
+            event = {"phase": "train", "stage": "baseline", "stage_index": 0, "stage_count": 1,
+                     "epoch": epoch, "epochs": epochs, "batch": batch, "batches": batches,
+                     "fraction": ((epoch - 1) * batches + batch) / (epochs * batches),
+                     "message": f"baseline: epoch {epoch}/{epochs}"}
+            if recipe.name == "deaf":
+                try:
+                    progress(event)
+                except Cancelled:
+                    time.sleep(3600)
+            else:
+                progress(event)
+    report = {"recipe": recipe.to_dict(), "fake": True}
+    atomic_write_json(out_dir / "report.json", report)
+    return report
