@@ -103,12 +103,11 @@ def preflight(recipe: Recipe) -> None:
 
 
 def run_foreground(recipe: Recipe, out: Path, quiet: bool = False) -> int:
-    from .pipeline import run_recipe
-
     try:
         preflight(recipe)
     except UserError as e:
         return _fail(str(e))
+    from .pipeline import run_recipe  # TensorFlow loads here, after the cheap checks
     created = not out.exists()
     bar = None if quiet else ProgressBar()
     handler = logging.StreamHandler(sys.stderr)

@@ -1,0 +1,186 @@
+"""Whole recipes on tiny data: preserving variants keep earlier work into the TFLite file,
+unsafe orders show what they undid, and every figure is read back from the artifacts."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from compression import metrics
+from compression.errors import Cancelled, DatasetError
+from compression.pipeline import run_recipe
+from compression.recipe import Recipe
+from conftest import tiny_recipe
+
+PRUNE = {"method": "prune", "initial_sparsity": 0.5, "final_sparsity": 0.8, "epochs": 2, "batch_size": 32}
+CLUSTER = {"method": "cluster", "number_of_clusters": 8, "epochs": 1, "batch_size": 32, "learning_rate": 1e-4}
+QUANTIZE = {"method": "quantize", "epochs": 1, "batch_size": 64}
+
+
+def file_kernels(run_dir, report):
+    names = [row["name"] for row in report["baseline"]["metrics"]["layers"]]
+    return metrics.tflite_weights((run_dir / "model.tflite").read_bytes(), names)
+
+
+def max_unique(m):
+    return max(row["unique_values"] for row in m["layers"])
+
+
+@pytest.fixture(scope="module")
+def pcqat_run(tiny_npz, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pcqat")
+    events = []
+    recipe = Recipe.from_dict(tiny_recipe(tiny_npz, [PRUNE, CLUSTER, QUANTIZE], export="int8_dynamic"))
+    report = run_recipe(recipe, out, progress=events.append)
+    return out, report, events
+
+
+def test_prune_cluster_qat_runs_as_pcqat_and_keeps_everything(pcqat_run):
+    out, report, _ = pcqat_run
+    assert [s["variant"] for s in report["stages"]] == ["prune", "sparsity_preserving_cluster", "pcqat"]
+    for stage in report["stages"]:
+        assert stage["metrics"]["sparsity"] == pytest.approx(0.8, abs=0.01), stage["method"]
+    assert max_unique(report["stages"][1]["metrics"]) <= 8
+    assert max_unique(report["stages"][2]["metrics"]) <= 8
+    final = report["final"]
+    assert final["export"] == "int8_dynamic"
+    assert final["sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert max_unique(final) <= 8
+    assert report["undone"] == []
+
+
+def test_final_figures_are_read_from_the_file_itself(pcqat_run):
+    out, report, _ = pcqat_run
+    kernels = file_kernels(out, report)
+    assert [k.name for k in kernels] == ["fc1", "fc2", "output"]
+    for k, row in zip(kernels, report["final"]["layers"]):
+        assert k.kernel.dtype == np.int8  # quantized in the file
+        assert row["sparsity"] == pytest.approx(1 - np.count_nonzero(k.kernel) / k.kernel.size)
+        assert row["unique_values"] == metrics.unique_count(k.kernel, k.channel_axis)
+    assert report["final"]["tflite_bytes"] == (out / "model.tflite").stat().st_size
+    # int8 weights: about a quarter of the float32 baseline file
+    assert report["final"]["tflite_bytes"] < 0.4 * report["baseline"]["metrics"]["tflite_bytes"]
+    assert report["final"]["tflite_zip_bytes"] < report["baseline"]["metrics"]["tflite_zip_bytes"] / 5
+
+
+def test_report_has_the_agreed_shape(pcqat_run):
+    out, report, _ = pcqat_run
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["final"] == json.loads(json.dumps(report["final"]))
+    for key in ("recipe", "baseline", "stages", "final", "artifacts", "dataset", "undone"):
+        assert key in on_disk
+    m = on_disk["baseline"]["metrics"]
+    for key in ("accuracy", "params_total", "params_nonzero", "sparsity", "layers", "keras_zip_bytes",
+                "tflite_bytes", "tflite_zip_bytes", "latency_ms", "per_class_recall"):
+        assert key in m, key
+    assert m["params_total"] == 64 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
+    assert len(m["per_class_recall"]) == 10 and 0 <= min(m["per_class_recall"]) <= 1
+    assert m["accuracy"] > 0.5  # the tiny data is learnable
+    assert {s["method"] for s in on_disk["stages"]} == {"prune", "cluster", "quantize"}
+    assert all(s["wall_s"] > 0 for s in on_disk["stages"])
+    for name in on_disk["artifacts"].values():
+        assert (out / name).is_file(), name
+    assert not list(out.glob(".partial*"))
+
+
+def test_dashboard_files_hold_histograms_and_predictions(pcqat_run):
+    out, report, _ = pcqat_run
+    weights = json.loads((out / "weights.json").read_text())
+    assert [s["stage"] for s in weights["stages"]] == ["baseline", "prune", "cluster", "quantize", "final"]
+    base_fc1 = weights["stages"][0]["layers"][0]
+    assert len(base_fc1["counts"]) == 60 and len(base_fc1["bin_edges"]) == 61
+    assert base_fc1["values"] is None  # thousands of distinct values are not listed
+    clustered = weights["stages"][2]["layers"][0]
+    assert clustered["zeros"] == pytest.approx(0.8 * clustered["total"], rel=0.02)
+    assert sum(clustered["counts"]) + clustered["zeros"] == clustered["total"]
+    assert 1 < len(clustered["values"]) <= 8 and sum(clustered["value_counts"]) == clustered["total"]
+    with np.load(out / "predictions.npz", allow_pickle=False) as p:
+        y, base, final = p["y_true"], p["baseline_pred"], p["final_pred"]
+        assert len(y) == len(base) == len(final) == 100
+        np.testing.assert_array_equal(np.flatnonzero(base != final)[: len(p["changed_index"])].size,
+                                      len(p["changed_index"]))
+        assert p["changed_images"].shape[1:] == (8, 8) and p["changed_images"].dtype == np.uint8
+        assert float(np.mean(final == y)) == pytest.approx(report["final"]["accuracy"])
+
+
+def test_progress_goes_from_start_to_done_through_every_stage(pcqat_run):
+    _, _, events = pcqat_run
+    fractions = [e["fraction"] for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert {e["stage"] for e in events} >= {"baseline", "prune", "cluster", "quantize", "export"}
+    batch = next(e for e in events if e["stage"] == "prune" and e["batch"])
+    assert batch["epochs"] == 2 and batch["batches"] == 9 and batch["loss"] is not None
+
+
+def test_the_exported_file_runs_in_litert(pcqat_run, tiny_npz):
+    from ai_edge_litert.interpreter import Interpreter
+
+    out, report, _ = pcqat_run
+    interp = Interpreter(model_path=str(out / "model.tflite"))
+    interp.allocate_tensors()
+    x = np.load(tiny_npz)["x_test"][:1].astype(np.float32)
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    assert interp.get_tensor(interp.get_output_details()[0]["index"]).shape == (1, 10)
+
+
+def test_loaded_baseline_with_pqat_and_full_int8_keeps_sparsity(tiny_npz, tmp_path):
+    from compression import data, models
+
+    ds = data.load_npz(tiny_npz)
+    model = models.train_baseline("lenet_300_100", ds, epochs=3, batch_size=32, seed=1)
+    path = tmp_path / "mine.keras"
+    model.save(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    recipe = tiny_recipe(tiny_npz, [PRUNE, QUANTIZE], export="int8_full", baseline={"path": str(path)})
+    report = run_recipe(Recipe.from_dict(recipe), tmp_path / "run")
+    assert report["baseline"]["source"] == "loaded"
+    assert [s["variant"] for s in report["stages"]] == ["prune", "pqat"]
+    assert report["final"]["sparsity"] == pytest.approx(0.8, abs=0.01)
+    # the user's file and the baseline are unchanged by the run
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    own = float(np.mean(models.predict_classes(model, ds.x_test) == ds.y_test))
+    assert report["baseline"]["metrics"]["accuracy"] == pytest.approx(own)
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(tmp_path / "run" / "model.tflite"))
+    assert interp.get_input_details()[0]["dtype"] == np.int8
+    assert report["final"]["accuracy"] > 0.5
+
+
+def test_cqat_keeps_clusters_into_the_file(tiny_npz, tmp_path):
+    report = run_recipe(Recipe.from_dict(tiny_recipe(tiny_npz, [CLUSTER, QUANTIZE], export="int8_dynamic")),
+                        tmp_path)
+    assert report["stages"][1]["variant"] == "cqat"
+    assert max_unique(report["final"]) <= 8
+
+
+def test_an_explicitly_unsafe_order_shows_the_undone_sparsity(tiny_npz, tmp_path):
+    unsafe = tiny_recipe(tiny_npz, [PRUNE, {**CLUSTER, "preserve": False}], export="float16",
+                         allow_unsafe_order=True)
+    report = run_recipe(Recipe.from_dict(unsafe), tmp_path)
+    assert report["stages"][1]["variant"] == "cluster"
+    assert report["stages"][1]["warnings"]
+    assert report["final"]["sparsity"] < 0.2
+    assert any("undid sparsity" in s and "80.0%" in s for s in report["undone"])
+    assert (tmp_path / "model.tflite").stat().st_size < 0.6 * report["baseline"]["metrics"]["tflite_bytes"]
+
+
+def test_cancel_leaves_nothing_that_looks_like_a_result(tiny_npz, tmp_path):
+    def cancel_in_second_epoch(event):
+        if event["stage"] == "baseline" and (event["epoch"] or 0) >= 2:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        run_recipe(Recipe.from_dict(tiny_recipe(tiny_npz, [PRUNE])), tmp_path, progress=cancel_in_second_epoch)
+    assert not (tmp_path / "report.json").exists() and not (tmp_path / "model.tflite").exists()
+    assert not list(tmp_path.glob(".partial*"))
+    assert (tmp_path / "recipe.json").exists()
+
+
+def test_a_missing_dataset_file_is_a_user_error(tmp_path):
+    recipe = tiny_recipe(tmp_path / "nowhere.npz", [PRUNE])
+    with pytest.raises(DatasetError, match="does not exist"):
+        run_recipe(Recipe.from_dict(recipe), tmp_path / "run")
+    assert not (tmp_path / "run" / "report.json").exists()
