@@ -16,14 +16,14 @@ if "worker_started" not in st.session_state:  # once per session; jobs.ensure_wo
 st.navigation(
     {
         "Studio": [
-            st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-            st.Page("pages/baseline.py", title="Baseline", icon=":material/model_training:"),
-            st.Page("pages/pipeline.py", title="Pipeline", icon=":material/tune:"),
+            st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
+            st.Page("views/baseline.py", title="Baseline", icon=":material/model_training:"),
+            st.Page("views/pipeline.py", title="Pipeline", icon=":material/tune:"),
         ],
         "Results": [
-            st.Page("pages/runs.py", title="Runs", icon=":material/pending_actions:"),
-            st.Page("pages/results.py", title="Results", icon=":material/insights:"),
-            st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+            st.Page("views/runs.py", title="Runs", icon=":material/pending_actions:"),
+            st.Page("views/results.py", title="Results", icon=":material/insights:"),
+            st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
         ],
     }
 ).run()

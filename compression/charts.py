@@ -546,11 +546,12 @@ def recall_heatmap(df: pd.DataFrame) -> alt.LayerChart:
     classes = list(dict.fromkeys(df["class"]))
     tooltip = [alt.Tooltip("run:N"), alt.Tooltip("class:N"), alt.Tooltip("recall:Q", format=".1%"),
                alt.Tooltip("baseline:Q", title="its baseline", format=".1%"), alt.Tooltip("shift:Q", title="change", format="+.1%")]
-    base = alt.Chart(df).encode(x=alt.X("class:N", sort=classes, title="class"), y=alt.Y("run:N", sort=runs, title=None),
-                                tooltip=tooltip)
-    cells = base.mark_rect().encode(color=alt.Color("shift:Q", title="change vs baseline",
-                                                    scale=alt.Scale(scheme="redblue", domainMid=0, domain=[-0.2, 0.2], clamp=True)))
+    base = alt.Chart(df).encode(x=alt.X("class:N", sort=classes, title="class", axis=alt.Axis(labelAngle=0)),
+                                y=alt.Y("run:N", sort=runs, title=None, axis=alt.Axis(labelLimit=260)), tooltip=tooltip)
+    cells = base.mark_rect(stroke="white").encode(color=alt.Color(
+        "shift:Q", title="change vs its baseline", legend=alt.Legend(format="+.0%", orient="bottom", gradientLength=220),
+        scale=alt.Scale(scheme="redblue", domainMid=0, domain=[-0.2, 0.2], clamp=True)))
     text = base.mark_text(fontSize=11).encode(text=alt.Text("recall:Q", format=".0%"))
     return alt.layer(cells, text, title=alt.Title("Per-class recall across runs",
                                                   subtitle="number: recall of the exported model; colour: change against its own baseline (red = worse)")
-                     ).properties(height=max(120, 34 * len(runs)))
+                     ).properties(height=alt.Step(34), width=alt.Step(56))

@@ -250,24 +250,22 @@ BUILTIN_PRESETS = {
          {"method": "cluster", "number_of_clusters": 16, "cluster_centroids_init": "kmeans_plus_plus", "epochs": 1},
          {"method": "quantize", "epochs": 1}]),
 }
-EXAMPLE_FILES = {"tfmot pruning tutorial": ("tfmot", "tutorial"), "textbook 50% → 95% pruning": ("textbook", "95"),
-                 "prune → cluster → QAT": ("cluster", "qat")}
+EXAMPLE_FILES = {"tfmot pruning tutorial": "tfmot_pruning_tutorial.json",
+                 "textbook 50% → 95% pruning": "textbook_prune_50_95.json",
+                 "prune → cluster → QAT": "prune_cluster_qat.json"}
 
 
 def presets() -> dict[str, dict]:
     """Built-in presets; where examples/*.json holds the same recipe, its steps and export win."""
     out = {k: dict(v) for k, v in BUILTIN_PRESETS.items()}
-    files = sorted(EXAMPLES.glob("*.json")) if EXAMPLES.is_dir() else []
-    for key, words in EXAMPLE_FILES.items():
-        for f in files:
-            if all(w in f.stem.lower() for w in words):
-                try:
-                    r = Recipe.load(f)
-                except UserError:
-                    continue
-                d = r.to_dict()
-                out[key] = dict(out[key], name=d["name"], steps=d["steps"], export=d["export"], file=f.name)
-                break
+    for key, filename in EXAMPLE_FILES.items():
+        f = EXAMPLES / filename
+        if f.is_file():
+            try:
+                d = Recipe.load(f).to_dict()
+            except UserError:
+                continue
+            out[key] = dict(out[key], name=d["name"], steps=d["steps"], export=d["export"], file=f.name)
     return out
 
 

@@ -13,8 +13,8 @@ from compression.errors import UserError
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:", "succeeded": ":material/check_circle:",
                "failed": ":material/error:", "cancelled": ":material/block:"}
 PAGES = {
-    "home": "pages/home.py", "baseline": "pages/baseline.py", "pipeline": "pages/pipeline.py",
-    "runs": "pages/runs.py", "results": "pages/results.py", "compare": "pages/compare.py",
+    "home": "views/home.py", "baseline": "views/baseline.py", "pipeline": "views/pipeline.py",
+    "runs": "views/runs.py", "results": "views/results.py", "compare": "views/compare.py",
 }
 
 

@@ -9,7 +9,7 @@ from compression import charts, dashboard, uploads
 from compression.choices import Arch, DatasetName, ExportMode, options
 from compression.errors import UserError
 from compression.results import try_load_run
-from pages._ui import PAGES, jobs_or_stop, no_jobs_system_note, page, state_badge
+from views._ui import PAGES, jobs_or_stop, no_jobs_system_note, page, state_badge
 
 ARCH_HELP = {
     "dense_redundant": "a deliberately over-sized dense network: prunes and clusters well",
@@ -115,7 +115,8 @@ def _show_baseline(job: dict):
         return
     facts = dashboard.baseline_facts(run.report)
     st.markdown(f"#### {job.get('name')} · {facts.get('dataset')}")
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2 = st.columns(2)
+    c3, c4 = st.columns(2)
     c1.metric("Test accuracy", f"{facts['accuracy']:.2%}" if facts.get("accuracy") is not None else "–")
     c2.metric("Parameters", f"{facts['params_total']:,}" if facts.get("params_total") else "–")
     c3.metric("TFLite (float32)", charts.human_bytes(facts.get("tflite_bytes")),

@@ -4,7 +4,7 @@ import streamlit as st
 
 from compression import charts, dashboard
 from compression.results import try_load_run
-from pages._ui import PAGES, jobs_or_stop, page
+from views._ui import PAGES, jobs_or_stop, page
 
 SUMMARY_COLUMNS = {
     "run": st.column_config.TextColumn("Run"),

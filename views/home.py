@@ -4,7 +4,7 @@ import streamlit as st
 
 from compression import dashboard
 from compression.results import workspace_home
-from pages._ui import PAGES, jobs_or_stop, no_jobs_system_note, page, state_badge
+from views._ui import PAGES, jobs_or_stop, no_jobs_system_note, page, state_badge
 
 
 @page

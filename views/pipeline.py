@@ -10,7 +10,7 @@ from compression.errors import RecipeError
 from compression.ordering import plan
 from compression.recipe import Recipe, training_epochs
 from compression.results import try_load_run
-from pages._ui import PAGES, jobs_or_stop, no_jobs_system_note, page
+from views._ui import PAGES, jobs_or_stop, no_jobs_system_note, page
 
 OWN = "__own__"
 METHOD_TITLES = {"prune": "Prune", "cluster": "Cluster", "quantize": "Quantize (QAT)"}
@@ -36,7 +36,8 @@ def _state():
     if "pl_steps" not in ss:
         ss.pl_uid = 0
         ss.pl_steps = []
-        preset = dashboard.presets()["prune → cluster → QAT"]
+        ss.pl_preset = "prune → cluster → QAT"
+        preset = dashboard.presets()[ss.pl_preset]
         _load_steps(preset["steps"])
         ss.pl_export = preset["export"]
         ss.pl_name = preset["name"]
@@ -110,7 +111,7 @@ def _load_recipe_file():
         for job in dashboard.baselines(dashboard.list_jobs()):
             if Path(job["run_dir"]) / "baseline.keras" == Path(recipe.baseline.path):
                 match = job["id"]
-    ss.pl_baseline = match or OWN
+    ss.pl_base_id = match or OWN
     ss.pl_json_msg = ("ok", f"Loaded {up.name}: {len(d['steps'])} steps, export {d['export']}.")
 
 
@@ -217,18 +218,19 @@ def _baseline_picker(jobs):
     bases = dashboard.baselines(jobs)
     ids = [j["id"] for j in bases] + [OWN]
     wanted = st.query_params.get("baseline")
-    if "pl_baseline" not in ss or ss.pl_baseline not in ids:
-        ss.pl_baseline = wanted if wanted in ids else (ids[0] if bases else OWN)
+    if ss.get("pl_base_id") not in ids:
+        ss.pl_base_id = wanted if wanted in ids else (ids[0] if bases else OWN)
     elif wanted in ids and ss.get("pl_baseline_qp") != wanted:
-        ss.pl_baseline = wanted
+        ss.pl_base_id = wanted
     ss.pl_baseline_qp = wanted
 
     def label(job_id):
         if job_id == OWN:
             fb = ss.pl_fallback
             b = fb["baseline"]
-            what = f"load {Path(b['path']).name}" if "path" in b else f"train {b.get('arch')} for {b.get('epochs')} epochs"
-            return f"Train / load a baseline inside this run ({what} on {fb['dataset']})"
+            what = f"load {Path(b['path']).name}" if "path" in b else f"train {b.get('arch')}"
+            ds = fb["dataset"] if isinstance(fb["dataset"], str) else Path(fb["dataset"].get("npz", "?")).name
+            return f"A new baseline, built inside this run ({what} on {ds})"
         job = next(j for j in bases if j["id"] == job_id)
         rep = try_load_run(job["run_dir"])
         acc = ((rep.report.get("baseline") or {}).get("metrics") or {}).get("accuracy") if rep else None
@@ -236,7 +238,17 @@ def _baseline_picker(jobs):
         ds = ds if isinstance(ds, str) else Path((ds or {}).get("npz", "?")).name
         return f"{job.get('name')} · {ds} · accuracy {acc:.1%} · {job_id}" if acc is not None else f"{job.get('name')} · {job_id}"
 
-    choice = st.selectbox("Baseline to compress", ids, key="pl_baseline", format_func=label)
+    # Options are labels (not ids with a format_func) so that the choice can be set from a
+    # deep link or an uploaded recipe; pl_base_id is the source of truth.
+    labels = {i: label(i) for i in ids}
+    by_label = {v: k for k, v in labels.items()}
+    if ss.get("pl_baseline") != labels[ss.pl_base_id]:
+        ss.pl_baseline = labels[ss.pl_base_id]
+
+    def picked():
+        ss.pl_base_id = by_label.get(ss.pl_baseline, ss.pl_base_id)
+
+    choice = by_label[st.selectbox("Baseline to compress", list(labels.values()), key="pl_baseline", on_change=picked)]
     if choice == OWN:
         if not bases:
             st.caption("No trained baseline yet: this run will build its own first. For repeated experiments, train one on "

@@ -6,7 +6,7 @@ import streamlit as st
 
 from compression import charts, dashboard
 from compression.results import ResultsError, load_run
-from pages._ui import PAGES, jobs_or_stop, page, path_bytes
+from views._ui import PAGES, jobs_or_stop, page, path_bytes
 
 STAGE_COLUMNS = {  # keys: compression.charts.stage_table columns
     "stage": st.column_config.TextColumn("Stage", width="medium"),

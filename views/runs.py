@@ -4,7 +4,7 @@ import streamlit as st
 
 from compression import dashboard
 from compression.errors import UserError
-from pages._ui import PAGES, no_jobs_system_note, page, state_badge
+from views._ui import PAGES, no_jobs_system_note, page, state_badge
 
 REFRESH_S = 2
 

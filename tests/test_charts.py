@@ -1,0 +1,333 @@
+"""Charts, table builders, the run reader, the dashboard helpers and upload checks: no Streamlit, no TensorFlow."""
+
+import io
+import json
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from compression import charts, dashboard, uploads  # noqa: E402
+from compression.errors import RecipeError  # noqa: E402
+from compression.results import ResultsError, load_run, try_load_run  # noqa: E402
+from synthetic import make_workspace  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    home = tmp_path_factory.mktemp("ws")
+    jobs = make_workspace(home)
+    return home, jobs
+
+
+@pytest.fixture(scope="module")
+def run(ws):
+    return load_run(ws[1]["compress"]["run_dir"])
+
+
+def _marks_have_tooltips(spec) -> None:
+    """Every mark in a Vega-Lite spec (layers and concatenations included) has a tooltip."""
+    found = 0
+
+    def walk(node):
+        nonlocal found
+        if isinstance(node, dict):
+            if "mark" in node:
+                found += 1
+                assert "tooltip" in (node.get("encoding") or {}), f"mark {node['mark']} has no tooltip"
+            for key in ("layer", "hconcat", "vconcat", "concat"):
+                for child in node.get(key, []):
+                    walk(child)
+
+    walk(spec)
+    assert found > 0
+
+
+# --- reading a run ---------------------------------------------------------------------------
+
+
+def test_load_run_reads_every_file(run):
+    assert run.report["stages"][0]["method"] == "prune"
+    assert run.weights and run.predictions is not None
+    assert run.problems == []
+    assert run.artifact("tflite").name == "model.tflite"
+    assert run.artifact("report").name == "report.json"
+
+
+def test_load_run_without_report_raises_a_one_line_error(ws):
+    with pytest.raises(ResultsError, match="no report yet"):
+        load_run(ws[1]["failed"]["run_dir"])
+    assert try_load_run(ws[1]["running"]["run_dir"]) is None
+
+
+def test_artifact_outside_the_run_folder_is_not_followed(tmp_path, run):
+    report = dict(run.report, artifacts={"tflite": "../../etc/passwd"})
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert load_run(tmp_path).artifact("tflite") is None
+
+
+def test_broken_optional_files_become_notes_not_errors(tmp_path, run):
+    (tmp_path / "report.json").write_text(json.dumps(run.report))
+    (tmp_path / "weights.json").write_text("{not json")
+    (tmp_path / "predictions.npz").write_bytes(b"garbage")
+    r = load_run(tmp_path)
+    assert r.weights is None and r.predictions is None and len(r.problems) == 2
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def test_stage_table_has_a_row_per_stage_and_ratios_to_baseline(run):
+    t = charts.stage_table(run.report)
+    assert list(t["stage"]) == ["0 baseline", "1 prune", "2 cluster (sparsity-preserving)", "3 quantize (PCQAT)",
+                                "final TFLite (int8_dynamic)"]
+    assert t["tflite_zip_ratio"].iloc[0] == pytest.approx(1.0)
+    assert t["tflite_zip_ratio"].iloc[-1] < 0.1
+    assert t["unique_values"].iloc[2] <= 16  # clustered: few distinct values per layer
+    assert np.isnan(t["keras_zip_kb"].iloc[-1])  # the final file has no Keras size
+
+
+def test_architecture_table(run):
+    df = charts.architecture_df(run.report)
+    assert list(df.columns) == ["layer", "type", "output shape", "parameters"]
+    assert df["parameters"].sum() == run.report["baseline"]["metrics"]["params_total"]
+
+
+def test_recall_shift_marks_the_class_that_lost(run):
+    df = charts.recall_df(run.report)
+    worst = df.sort_values("shift").iloc[0]
+    assert worst["class"] == "8" and worst["direction"] == "worse"
+
+
+def test_recall_is_recomputed_from_predictions_when_the_report_lacks_it(run):
+    report = json.loads(json.dumps(run.report))
+    del report["final"]["per_class_recall"]
+    df = charts.recall_df(report, run.predictions)
+    assert len(df) == 10 and df.loc[df["class"] == "8", "shift"].iloc[0] < -0.2
+
+
+def test_changed_samples_are_upscaled_and_captioned(run):
+    samples = charts.changed_samples(run.predictions, run.report["dataset"]["class_names"])
+    assert len(samples) == len(run.predictions["changed_index"])
+    s = samples[0]
+    assert s["image"].shape == (96, 96) and s["image"].dtype == np.uint8
+    assert {"now wrong", "now right"} <= {x["kind"] for x in samples}
+
+
+def test_histogram_tables_are_60_bins_per_stage_whatever_the_layer_size():
+    big = np.random.default_rng(0).normal(size=10_000_000).astype(np.float32)
+    big[: 9_000_000] = 0
+    t0 = time.perf_counter()
+    entry = charts.bin_weights(big)
+    assert time.perf_counter() - t0 < 5
+    weights = {"stages": [{"stage": "baseline", "layers": [dict(entry, name="huge")]},
+                          {"stage": "final", "layers": [dict(entry, name="huge")]}]}
+    hist = charts.histogram_df(weights, "huge")
+    assert len(hist) == 2 * charts.HIST_BINS
+    zeros = charts.zeros_df(weights, "huge")
+    assert zeros["zeros"].iloc[0] == 9_000_000 and zeros["share"].iloc[0] == pytest.approx(0.9)
+    spec = charts.weight_histogram_chart(hist, zeros).to_dict()
+    assert len(json.dumps(spec)) < 100_000  # the browser gets bins, never the weights
+
+
+def test_bin_weights_lists_few_distinct_values():
+    w = np.repeat(np.array([0.0, -0.1, 0.2], np.float32), 1000)
+    e = charts.bin_weights(w)
+    assert e["values"] == pytest.approx([-0.1, 0.0, 0.2]) and e["value_counts"] == [1000, 1000, 1000]
+    assert e["zeros"] == 1000 and sum(e["counts"]) == 2000
+
+
+def test_centroids_of_the_clustered_stage(run):
+    stages = charts.clustered_stages(run.weights, "dense")
+    assert stages[0] == "2 cluster"
+    cents = charts.centroids_df(run.weights, "dense", "2 cluster")
+    assert (cents["kind"] == "zero (pruned)").sum() == 1
+    assert 2 <= (cents["kind"] == "centroid").sum() <= 16
+    assert cents["count"].sum() == 64 * 256
+
+
+def test_pareto_mask():
+    size = np.array([10, 20, 30, 15])
+    acc = np.array([0.90, 0.95, 0.94, 0.89])
+    assert charts.pareto_mask(size, acc).tolist() == [True, True, False, False]
+
+
+# --- charts: valid Vega-Lite, tooltips on every mark ------------------------------------------
+
+
+def test_every_results_chart_compiles_with_tooltips(run):
+    w = run.weights
+    hist = charts.histogram_df(w, "dense", ["0 baseline", "final TFLite"])
+    zeros = charts.zeros_df(w, "dense", ["0 baseline", "final TFLite"])
+    built = [
+        charts.weight_histogram_chart(hist, zeros),
+        charts.weight_histogram_chart(hist, zeros, log_scale=True),
+        charts.centroid_chart(charts.histogram_df(w, "dense", ["1 prune"]), charts.centroids_df(w, "dense", "2 cluster")),
+        charts.sparsity_chart(charts.sparsity_df(run.report)),
+        charts.size_chart(charts.sizes_df(run.report)),
+        charts.latency_chart(charts.latency_df(run.report)),
+        charts.recall_shift_chart(charts.recall_df(run.report)),
+    ]
+    for chart in built:
+        assert isinstance(chart, alt.TopLevelMixin)
+        _marks_have_tooltips(chart.to_dict())
+
+
+def test_log_scale_drops_empty_bins_and_keeps_zeros_visible(run):
+    hist = charts.histogram_df(run.weights, "dense", ["final TFLite"])
+    zeros = charts.zeros_df(run.weights, "dense", ["final TFLite"])
+    spec = charts.weight_histogram_chart(hist, zeros, log_scale=True).to_dict()
+    bars = spec["hconcat"][0]
+    assert bars["encoding"]["y"]["scale"]["type"] == "log"
+    datasets = spec["datasets"]
+    assert all(row["count"] > 0 for rows in datasets.values() for row in rows if "count" in row)
+    assert any(row.get("zeros", 0) > 0 for rows in datasets.values() for row in rows)
+
+
+def test_compare_charts(ws):
+    home, jobs = ws
+    runs = [(j["name"], load_run(j["run_dir"]).report) for k, j in jobs.items() if k in ("baseline", "compress", "prune")]
+    df = charts.compare_df(runs)
+    assert len(df) == 3 and df["pareto"].any()
+    for chart in (charts.compare_size_chart(charts.compare_sizes_df(df)), charts.compare_latency_chart(df),
+                  charts.pareto_chart(df), charts.recall_heatmap(charts.recall_matrix_df(runs))):
+        _marks_have_tooltips(chart.to_dict())
+
+
+# --- dashboard helpers ---------------------------------------------------------------------------
+
+
+def test_presets_are_valid_recipes_and_match_the_brief():
+    p = dashboard.presets()
+    tut = p["tfmot pruning tutorial"]
+    assert tut["export"] == "int8_dynamic"
+    (prune,) = tut["steps"]
+    assert (prune["initial_sparsity"], prune["final_sparsity"], prune["epochs"], prune["batch_size"]) == (0.5, 0.8, 2, 128)
+    assert prune["end_step"] is None
+    assert p["textbook 50% → 95% pruning"]["steps"][0]["final_sparsity"] == 0.95
+    pcq = p["prune → cluster → QAT"]["steps"]
+    assert [s["method"] for s in pcq] == ["prune", "cluster", "quantize"]
+    assert pcq[1]["number_of_clusters"] == 16 and pcq[1]["cluster_centroids_init"] == "kmeans_plus_plus"
+    for preset in p.values():
+        dashboard.compress_recipe(None, preset["steps"], name=preset["name"], export=preset["export"])
+
+
+def test_compress_recipe_points_at_the_baseline_run(ws):
+    base = ws[1]["baseline"]
+    r = dashboard.compress_recipe(base, dashboard.presets()["prune → cluster → QAT"]["steps"], name="x",
+                                  export="int8_dynamic")
+    assert r.baseline.path == str(Path(base["run_dir"]) / "baseline.keras")
+    assert r.dataset.name == "digits" and r.max_train_samples == base["recipe"]["max_train_samples"]
+
+
+def test_compress_recipe_refuses_an_unsafe_order(ws):
+    steps = [dashboard.new_step("quantize"), dashboard.new_step("prune")]
+    with pytest.raises(RecipeError, match="refused"):
+        dashboard.compress_recipe(ws[1]["baseline"], steps, name="x", export="int8_dynamic")
+
+
+def test_job_facts(ws):
+    jobs = dashboard.list_jobs(ws[0])
+    assert {j["id"] for j in jobs} >= {ws[1]["baseline"]["id"], ws[1]["compress"]["id"]}
+    assert [j["id"] for j in dashboard.baselines(jobs)] == [ws[1]["baseline"]["id"]]
+    assert dashboard.fmt_duration(64) == "1 min 04 s" and dashboard.fmt_duration(None) == "–"
+    assert dashboard.elapsed_s(ws[1]["compress"]) == pytest.approx(62, abs=1)
+
+
+# --- uploads ------------------------------------------------------------------------------------
+
+
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _good_npz() -> bytes:
+    rng = np.random.default_rng(0)
+    return _npz(x_train=rng.random((40, 8, 8), dtype=np.float32), y_train=np.arange(40) % 3,
+                x_test=rng.random((10, 8, 8), dtype=np.float32), y_test=np.arange(10) % 3)
+
+
+def _keras_zip(config: dict, weights=True) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.5.0"}))
+        if weights:
+            z.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n" + bytes(16))
+    return buf.getvalue()
+
+
+def _files(home: Path) -> list[str]:
+    return sorted(str(p.relative_to(home)) for p in home.rglob("*")) if home.exists() else []
+
+
+@pytest.fixture
+def home(tmp_path):
+    return tmp_path / "home"
+
+
+def test_a_valid_npz_is_stored_under_uploads(home):
+    path, info = uploads.save_upload(_good_npz(), "my data.npz", "dataset", home, deep=False)
+    assert path.is_file() and path.name == "my_data.npz" and "uploads" in path.parts
+    assert info == {"n_train": 40, "n_test": 10, "input_shape": [8, 8], "num_classes": 3}
+    assert uploads.list_uploads("dataset", home) == [path]
+
+
+@pytest.mark.parametrize("content, message", [
+    (_npz(x_train=np.zeros((4, 2)), y_train=np.zeros(4)), "lacks x_test, y_test"),
+    (_npz(x_train=np.zeros((4, 2)), y_train=np.zeros(3), x_test=np.zeros((2, 2)), y_test=np.zeros(2)), "has 4 samples"),
+    (_npz(x_train=np.zeros((4, 2)), y_train=np.full(4, 0.5), x_test=np.zeros((2, 2)), y_test=np.zeros(2)), "fractions"),
+    (_npz(x_train=np.array([{"a": 1}] * 4, dtype=object), y_train=np.zeros(4), x_test=np.zeros((2, 2)),
+          y_test=np.zeros(2)), "pickles"),
+    (b"PK\x03\x04 this is not a zip", "not a readable .npz"),
+])
+def test_a_wrong_npz_is_refused_and_leaves_the_workspace_as_it_was(home, content, message):
+    before = _files(home)
+    with pytest.raises(uploads.UploadError, match=message):
+        uploads.save_upload(content, "bad.npz", "dataset", home, deep=False)
+    assert _files(home) == before
+
+
+def test_an_oversize_file_is_refused_while_streaming(home, monkeypatch):
+    monkeypatch.setattr(uploads, "MAX_NPZ_BYTES", 1000)
+    with pytest.raises(uploads.UploadError, match="larger than"):
+        uploads.save_upload(io.BytesIO(bytes(5000)), "big.npz", "dataset", home, deep=False)
+    assert _files(home) == []
+
+
+@pytest.mark.parametrize("content, name, message", [
+    (b"not a zip at all", "m.keras", "not a Keras model file"),
+    (_keras_zip({"class_name": "Sequential", "config": {"layers": []}}, weights=False), "m.keras", "no weights"),
+    (_keras_zip({"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "Lambda", "config": {"function": "evil"}}]}}), "m.keras", "Lambda"),
+    (b"\x89HDF\r\n\x1a\n" + bytes(100), "m.h5", "damaged HDF5"),
+    (b"hello", "m.h5", "not an HDF5 file"),
+    (b"hello", "m.pkl", "must be a .keras or .h5"),
+])
+def test_a_corrupt_or_hostile_model_is_refused(home, content, name, message):
+    with pytest.raises(uploads.UploadError, match=message):
+        uploads.save_upload(content, name, "model", home, deep=False)
+    assert _files(home) == []
+
+
+def test_a_zip_bomb_is_refused(home):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"layers": []}}))
+        z.writestr("model.weights.h5", bytes(50 * 1024 * 1024))
+    with pytest.raises(uploads.UploadError, match="zip bomb"):
+        uploads.save_upload(buf.getvalue(), "bomb.keras", "model", home, deep=False)
+
+
+def test_a_structurally_sound_keras_file_passes_the_cheap_check(home):
+    path, info = uploads.save_upload(_keras_zip({"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "Dense", "config": {}}]}}), "ok.keras", "model", home, deep=False)
+    assert info["format"] == "keras" and info["layers"] == 1 and path.is_file()

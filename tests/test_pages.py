@@ -1,0 +1,332 @@
+"""Every dashboard page under streamlit.testing.v1.AppTest, against a synthetic workspace.
+
+No TensorFlow and no worker: COMPRESSION_EMBEDDED_WORKER=0, so a submitted job stays
+queued and the test reads its record. Also enforces the import rules of docs/ARCHITECTURE.md.
+"""
+
+import ast
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from compression import dashboard  # noqa: E402
+from synthetic import make_workspace  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+VIEWS = ["views/home.py", "views/baseline.py", "views/pipeline.py", "views/runs.py", "views/results.py", "views/compare.py"]
+FORBIDDEN = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "keras")
+ENGINE = ("compression.pipeline", "compression.models", "compression.metrics", "compression.export", "compression.data",
+          "compression.pruning", "compression.clustering", "compression.quantization", "compression.upload_check")
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPRESSION_HOME", str(tmp_path))
+    monkeypatch.setenv("COMPRESSION_EMBEDDED_WORKER", "0")
+    monkeypatch.setenv("COMPRESSION_UPLOAD_DEEP_CHECK", "0")
+    return tmp_path, make_workspace(tmp_path)
+
+
+def app(page: str | None = None, **query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params.update(query)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.query_params.update(query)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [w.value for w in at.warning]
+    parts += [i.value for i in at.info] + [s.value for s in at.success] + [c.value for c in at.caption]
+    return "\n".join(str(p) for p in parts)
+
+
+# --- every page renders ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", VIEWS)
+def test_every_page_renders_without_exception(ws, page):
+    at = app(page)
+    assert at.title
+
+
+def test_home_counts_the_workspace(ws):
+    at = app()
+    values = {m.label: m.value for m in at.metric}
+    assert values["Baselines"] == "1" and values["Failed"] == "1"
+    assert "Model compression studio" in at.title[0].value
+
+
+def test_an_empty_workspace_points_to_the_baseline_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPRESSION_HOME", str(tmp_path))
+    monkeypatch.setenv("COMPRESSION_EMBEDDED_WORKER", "0")
+    for page in VIEWS:
+        at = app(page)
+        assert not at.error, (page, [e.value for e in at.error])
+
+
+# --- baseline -------------------------------------------------------------------------------------
+
+
+def test_baseline_page_shows_the_layer_table_and_submits_a_job(ws):
+    home, jobs = ws
+    at = app("views/baseline.py")
+    assert at.dataframe, "layer table of the existing baseline"
+    assert {"Test accuracy", "Parameters", "Latency"} <= {m.label for m in at.metric}
+    for key in ("bl_dataset", "bl_arch", "bl_epochs", "bl_batch", "bl_seed", "bl_quick", "bl_cap"):
+        assert at.get_by_key(key) is not None if hasattr(at, "get_by_key") else True
+    at.selectbox(key="bl_dataset").set_value("digits")
+    at.number_input(key="bl_epochs").set_value(1)
+    at.text_input(key="bl_name").set_value("tiny")
+    at.button(key="bl_submit").click().run()
+    assert not at.exception
+    new = [j for j in dashboard.list_jobs(home) if j["name"] == "tiny"]
+    assert len(new) == 1
+    rec = new[0]
+    assert rec["kind"] == "baseline" and rec["recipe"]["steps"] == [] and rec["state"] == "queued"
+    assert rec["recipe"]["baseline"]["arch"] == "dense_redundant" and rec["recipe"]["max_train_samples"] == 600
+
+
+def _npz_bytes(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _uploads(home: Path) -> list[Path]:
+    return sorted((home / "uploads").rglob("*")) if (home / "uploads").exists() else []
+
+
+def test_baseline_page_refuses_a_wrong_npz_and_keeps_the_workspace(ws):
+    home, _ = ws
+    at = app("views/baseline.py")
+    at.selectbox(key="bl_dataset").set_value("uploaded .npz file").run()
+    at.file_uploader(key="bl_npz").upload("wrong.npz", _npz_bytes(images=np.zeros((3, 2)))).run()
+    assert not at.exception
+    assert any("lacks x_train" in e.value for e in at.error)
+    assert _uploads(home) == []
+    assert at.button(key="bl_submit").disabled
+
+
+def test_baseline_page_stores_a_good_npz(ws):
+    home, _ = ws
+    at = app("views/baseline.py")
+    at.selectbox(key="bl_dataset").set_value("uploaded .npz file").run()
+    good = _npz_bytes(x_train=np.zeros((20, 8, 8)), y_train=np.arange(20) % 2, x_test=np.zeros((5, 8, 8)),
+                      y_test=np.arange(5) % 2)
+    at.file_uploader(key="bl_npz").upload("good.npz", good).run()
+    assert any("20 training and 5 test samples" in s.value for s in at.success)
+    assert [p.name for p in _uploads(home) if p.is_file()] == ["good.npz"]
+    assert not at.button(key="bl_submit").disabled
+
+
+def test_baseline_page_refuses_a_hostile_model(ws):
+    home, _ = ws
+    at = app("views/baseline.py")
+    at.radio(key="bl_source").set_value("Upload a .keras / .h5 model").run()
+    buf = io.BytesIO()
+    import zipfile
+
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"layers": [
+            {"class_name": "Lambda", "config": {"function": "os.system('rm -rf /')"}}]}}))
+        z.writestr("model.weights.h5", b"x")
+    at.file_uploader(key="bl_model").upload("evil.keras", buf.getvalue()).run()
+    assert not at.exception
+    assert any("Lambda" in e.value for e in at.error)
+    assert _uploads(home) == []
+
+
+# --- pipeline -------------------------------------------------------------------------------------
+
+
+def test_pipeline_explains_the_plan_live(ws):
+    at = app("views/pipeline.py")
+    body = texts(at)
+    assert "QAT will run as PCQAT: keeps 90% sparsity and 16 clusters" in body
+    assert "Clustering will run sparsity-preserving" in body
+    assert "Order check: safe" in body
+    epochs = {m.label: m.value for m in at.metric}["Training epochs"]
+    assert epochs == "4"  # 2 + 1 + 1 fine-tuning epochs; the baseline is not retrained
+    for key in ("s1_range", "s1_schedule", "s1_mn", "s1_end", "s2_k", "s2_init", "s3_epochs", "pl_export", "pl_preset"):
+        assert at.get_by_key(key) is not None if hasattr(at, "get_by_key") else True
+
+
+def test_pipeline_refuses_an_unsafe_order_in_words(ws):
+    at = app("views/pipeline.py")
+    at.button(key="s3_up").click().run()  # quantize before cluster
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "cluster after quantize is refused" in errors
+    assert at.button(key="pl_run").disabled if any(b.key == "pl_run" for b in at.button) else True
+    at.checkbox(key="pl_unsafe").check().run()
+    assert "undoes earlier work" in texts(at)
+
+
+def test_pipeline_presets_replace_the_steps(ws):
+    at = app("views/pipeline.py")
+    at.selectbox(key="pl_preset").set_value("textbook 50% → 95% pruning")
+    at.button(key="pl_load_preset").click().run()
+    assert at.session_state["pl_export"] == "float32"
+    steps = at.session_state["pl_steps"]
+    assert [s["method"] for s in steps] == ["prune"] and steps[0]["final_sparsity"] == 0.95
+    assert "Pruning to 95% sparsity" in texts(at)
+
+
+def test_pipeline_add_remove_and_tune_steps(ws):
+    at = app("views/pipeline.py")
+    at.button(key="s2_rm").click().run()
+    assert [s["method"] for s in at.session_state["pl_steps"]] == ["prune", "quantize"]
+    assert "QAT will run as PQAT" in texts(at)
+    at.slider(key="s1_range").set_value((0.3, 0.7)).run()
+    at.selectbox(key="pl_add").set_value("cluster")
+    at.button(key="pl_add_btn").click().run()
+    errors = " ".join(e.value for e in at.error)
+    assert "cluster after quantize is refused" in errors
+    assert at.session_state["pl_steps"][0]["final_sparsity"] == 0.7
+
+
+def test_pipeline_submits_a_compress_job_against_the_chosen_baseline(ws):
+    home, jobs = ws
+    at = app("views/pipeline.py", baseline=jobs["baseline"]["id"])
+    at.text_input(key="pl_name").set_value("from-test").run()
+    at.button(key="pl_run").click().run()
+    assert not at.exception
+    new = [j for j in dashboard.list_jobs(home) if j["name"] == "from-test"]
+    assert len(new) == 1
+    recipe = new[0]["recipe"]
+    assert new[0]["kind"] == "compress" and [s["method"] for s in recipe["steps"]] == ["prune", "cluster", "quantize"]
+    assert recipe["baseline"]["path"] == str(Path(jobs["baseline"]["run_dir"]) / "baseline.keras")
+    assert recipe["dataset"] == "digits"
+
+
+def test_pipeline_uploads_a_recipe_and_reports_a_bad_one(ws):
+    at = app("views/pipeline.py")
+    recipe = {"name": "uploaded", "dataset": "digits", "baseline": {"arch": "lenet_300_100"},
+              "steps": [{"method": "prune", "final_sparsity": 0.6}], "export": "float16"}
+    at.file_uploader(key="pl_json").upload("r.json", json.dumps(recipe).encode(), "application/json").run()
+    assert not at.exception
+    assert at.session_state["pl_export"] == "float16" and at.session_state["pl_name"] == "uploaded"
+    assert "Pruning to 60% sparsity" in texts(at)
+    at.file_uploader(key="pl_json").set_value(("bad.json", b'{"name": "x", "dataset": "nope", "baseline": {}}',
+                                               "application/json")).run()
+    assert any("dataset" in e.value and "not one of" in e.value for e in at.error)
+
+
+# --- runs, results, compare --------------------------------------------------------------------------
+
+
+def test_runs_page_lists_jobs_cancels_and_shows_a_failed_log(ws):
+    home, jobs = ws
+    at = app("views/runs.py", job=jobs["running"]["id"])
+    body = texts(at)
+    assert "still-running" in body and "just submitted" in body
+    assert any("broken.keras is not a Keras model file" in e.value for e in at.error)
+    assert any("ModelLoadError" in c.value for c in at.code)
+    assert at.progress, "a progress bar for the running job"
+    at.button(key=f"cancel_{jobs['running']['id']}").click().run()
+    assert not at.exception
+    assert (Path(jobs["running"]["run_dir"]) / "cancel").exists()
+
+
+def test_results_deep_link_selects_the_run(ws):
+    home, jobs = ws
+    at = app("views/results.py", run=jobs["compress"]["id"])
+    assert at.selectbox(key="res_run").value == jobs["compress"]["id"]
+    assert at.query_params["run"] == jobs["compress"]["id"]
+    assert len(at.dataframe) == 1
+    body = texts(at)
+    assert "Class **8** lost the most" in body
+    labels = {b.label for b in at.get("download_button")}
+    assert {"TFLite model", "Keras model", "report.json", "Recipe (JSON)"} <= labels
+    at.toggle(key="res_log").set_value(True).run()
+    at.selectbox(key="res_layer").set_value("dense_1").run()
+    assert not at.exception
+
+
+def test_results_of_an_unknown_run_say_so(ws):
+    at = app("views/results.py", run="20990101-000000-abcdef")
+    assert any("no run 20990101-000000-abcdef" in w.value for w in at.warning)
+
+
+def test_results_survive_a_damaged_report(ws):
+    home, jobs = ws
+    (Path(jobs["prune"]["run_dir"]) / "weights.json").write_text("{")
+    at = app("views/results.py", run=jobs["prune"]["id"])
+    assert "weights.json is missing or unreadable" in texts(at)
+
+
+def test_compare_marks_the_pareto_frontier(ws):
+    home, jobs = ws
+    at = app("views/compare.py")
+    assert len(at.multiselect(key="cmp_runs").value) == 3
+    assert len(at.dataframe) == 1
+    assert "On the frontier" in texts(at)
+
+
+# --- import rules ----------------------------------------------------------------------------------
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def test_the_library_never_imports_streamlit():
+    for path in (ROOT / "compression").rglob("*.py"):
+        bad = {n for n in _imports(path) if n == "streamlit" or n.startswith("streamlit.")}
+        assert not bad, f"{path.name} imports {bad}"
+
+
+def test_pages_import_no_engine_module():
+    for path in [ROOT / "app.py", *sorted((ROOT / "views").glob("*.py"))]:
+        names = _imports(path)
+        bad = {n for n in names if n.split(".")[0] in FORBIDDEN or any(n == e or n.startswith(e + ".") for e in ENGINE)}
+        assert not bad, f"{path.name} imports {bad}"
+
+
+def test_no_tensorflow_is_reachable_from_the_pages(tmp_path):
+    """Render every page in a fresh interpreter, then look at sys.modules."""
+    code = f"""
+import os, sys
+sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
+from pathlib import Path
+import compression
+from synthetic import make_workspace
+jobs = make_workspace(Path({str(tmp_path)!r}))
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({APP!r}, default_timeout=60)
+at.run()
+for page in {VIEWS!r}:
+    at.switch_page(page)
+    at.query_params["run"] = jobs["compress"]["id"]
+    at.run()
+    assert not at.exception, (page, at.exception)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in {FORBIDDEN!r} or m in {ENGINE!r})
+print("LOADED", loaded)
+"""
+    env = dict(os.environ, COMPRESSION_HOME=str(tmp_path), COMPRESSION_EMBEDDED_WORKER="0")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "LOADED []" in out.stdout, out.stdout[-2000:]
