@@ -376,8 +376,9 @@ def submit(recipe: Recipe | dict, home: str | os.PathLike | None = None,
 
     Relative paths in the recipe (``dataset.npz``, ``baseline.path``) are made absolute
     against ``base_dir`` (the CLI passes the recipe file's folder; default: the current
-    folder), falling back to the current folder, and must exist. Raises ``RecipeError`` for a bad recipe, ``QueueError`` when the queue is
-    unreachable (the run folder then says ``failed`` with the reason).
+    folder), falling back to the current folder, and must exist. Raises ``RecipeError``
+    for a bad recipe, ``QueueError`` when the queue is unreachable (the run folder then
+    says ``failed`` with the reason).
     """
     if isinstance(recipe, dict):
         recipe = Recipe.from_dict(recipe)
@@ -686,7 +687,7 @@ def execute_job(job_id: str, home: str | os.PathLike | None = None,
                 _log_line(folder, f"FAILED: {error}")
             except BaseException as e:  # SIGTERM/SIGINT from the consumer shutting down
                 job.flush()
-                error = f"the worker was stopped while this job ran ({type(e).__name__}){_where(job.rec)}"
+                error = f"the worker was shut down while this job ran{_where(job.rec)}; submit it again"
                 job.stop.set()
                 job.save(fsync=True, state="failed", finished_at=now_iso(), error=error, message=f"failed: {error}")
                 _log_line(folder, f"FAILED: {error}")
