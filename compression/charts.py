@@ -551,7 +551,9 @@ def recall_heatmap(df: pd.DataFrame) -> alt.LayerChart:
     cells = base.mark_rect(stroke="white").encode(color=alt.Color(
         "shift:Q", title="change vs its baseline", legend=alt.Legend(format="+.0%", orient="bottom", gradientLength=220),
         scale=alt.Scale(scheme="redblue", domainMid=0, domain=[-0.2, 0.2], clamp=True)))
-    text = base.mark_text(fontSize=11).encode(text=alt.Text("recall:Q", format=".0%"))
+    text = base.mark_text(fontSize=11).encode(
+        text=alt.Text("recall:Q", format=".0%"),
+        color=alt.condition("abs(datum.shift) > 0.12", alt.value("white"), alt.value("#1f2430")))
     return alt.layer(cells, text, title=alt.Title("Per-class recall across runs",
                                                   subtitle="number: recall of the exported model; colour: change against its own baseline (red = worse)")
                      ).properties(height=alt.Step(34), width=alt.Step(56))

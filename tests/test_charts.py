@@ -331,3 +331,12 @@ def test_a_structurally_sound_keras_file_passes_the_cheap_check(home):
     path, info = uploads.save_upload(_keras_zip({"class_name": "Sequential", "config": {"layers": [
         {"class_name": "Dense", "config": {}}]}}), "ok.keras", "model", home, deep=False)
     assert info["format"] == "keras" and info["layers"] == 1 and path.is_file()
+
+
+def test_schedule_warnings_catch_a_mask_that_never_updates(ws):
+    steps = dashboard.presets()["prune → cluster → QAT"]["steps"]
+    r = dashboard.compress_recipe(ws[1]["baseline"], steps, name="x", export="int8_dynamic")
+    few = dashboard.schedule_warnings(r, lambda bs: 5)  # 2 epochs x 5 steps, mask every 100 steps
+    assert len(few) == 1 and "jumps to 90% in one go" in few[0]
+    assert dashboard.schedule_warnings(r, lambda bs: 500) == []
+    assert dashboard.schedule_warnings(r, lambda bs: None) == []

@@ -344,6 +344,8 @@ def _live_panel(job, steps, spe):
                 for w in p.warnings:
                     st.warning(f"Step {i} undoes earlier work: {w}.", icon=":material/warning:")
             st.markdown(f"Export: **{recipe.export.value}** — {EXPORT_HELP.get(recipe.export.value, '')}.")
+        for sentence in dashboard.schedule_warnings(recipe, spe):
+            st.warning(sentence, icon=":material/schedule:")
         if planned and not any(p.warnings for p in planned):
             st.success("Order check: safe. Every step keeps what the steps before it did.", icon=":material/check_circle:")
         elif planned:

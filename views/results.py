@@ -195,6 +195,8 @@ def main():
         kinds = sorted({s["kind"] for s in samples})
         chosen = st.pills("Show", kinds, selection_mode="multi", default=kinds, key="res_kinds")
         shown = [s for s in samples if s["kind"] in (chosen or kinds)]
+        if len(shown) > 24 and not st.toggle(f"Show all {len(shown)}", key="res_all_samples"):
+            shown = shown[:24]
         st.caption(f"{len(samples)} samples flipped (pruning-identified exemplars): the baseline and the compressed "
                    "model disagree on them. 'now wrong' = the compression broke it.")
         per_row = 8

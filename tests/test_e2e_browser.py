@@ -1,0 +1,221 @@
+"""End to end in a real browser: `streamlit run app.py` driven by Playwright + Debian's chromium.
+
+Trains a tiny baseline, builds prune -> cluster -> QAT, runs it, waits for success, looks
+at the charts, downloads the TFLite file and runs it with the LiteRT interpreter.
+With UPDATE_SCREENSHOTS=1 it saves a full-page screenshot of every page into
+docs/screenshots/ at the end of the flow.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SHOTS = ROOT / "docs" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        pytest.skip(f"chromium not found at {CHROMIUM}; .ci/run installs it (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    home = tmp_path / "home"
+    port = _free_port()
+    env = dict(os.environ, COMPRESSION_HOME=str(home), COMPRESSION_EMBEDDED_WORKER="1", PYTHONUNBUFFERED="1")
+    env.pop("COMPRESSION_DATA_DIR", None)
+    log = open(tmp_path / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
+            time.sleep(0.3)
+        yield url, home, tmp_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        sys.path.insert(0, str(ROOT))
+        from compression import jobs
+
+        jobs.stop_worker(home)  # the embedded worker outlives the app by design
+
+
+def _settle(page, timeout=30_000):
+    """Wait until Streamlit has finished the current script run."""
+    page.wait_for_selector('[data-testid="stAppViewContainer"]', timeout=timeout)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+                           " && !document.querySelector('[data-testid=\"stSkeleton\"]')"
+                           " && !document.querySelector('[data-stale=\"true\"]')", timeout=timeout)
+    page.wait_for_timeout(600)
+
+
+def _select(page, key: str, option: str):
+    page.locator(f".st-key-{key} input[role='combobox']").click()
+    page.get_by_role("option", name=option, exact=False).first.click()
+    _settle(page)
+
+
+def _page_height(page) -> int:
+    return page.evaluate("""() => { let h = 0; document.querySelectorAll('*').forEach(e => {
+        if (e.scrollHeight > h && getComputedStyle(e).overflowY.match(/auto|scroll/)) h = e.scrollHeight; });
+        return Math.max(h, document.body.scrollHeight); }""")
+
+
+def _shoot(page, name: str):
+    """Full-page screenshot: Streamlit scrolls inside its own container, so grow the viewport
+    to the content's height (charts below the fold render lazily, hence the loop)."""
+    if os.environ.get("UPDATE_SCREENSHOTS") != "1":
+        return
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    height = 0
+    for _ in range(6):
+        new = _page_height(page)
+        if new <= height:
+            break
+        height = new
+        page.set_viewport_size({"width": 1400, "height": min(height + 60, 16000)})
+        page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def test_train_compress_download_in_a_real_browser(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, home, tmp = server
+    t0 = time.monotonic()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+                                    args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(30_000)
+        try:
+            # 1. Home
+            page.goto(url)
+            _settle(page)
+            expect(page.get_by_role("heading", name="Model compression studio")).to_be_visible()
+
+            # 2. A tiny baseline: digits, LeNet-300-100, 600 samples, a few epochs
+            page.get_by_role("link", name="Baseline", exact=True).click()
+            _settle(page)
+            page.locator(".st-key-bl_name input").fill("tiny digits baseline")
+            page.keyboard.press("Enter")
+            _select(page, "bl_arch", "lenet_300_100")
+            page.locator(".st-key-bl_epochs input").fill("8")
+            page.keyboard.press("Enter")
+            _settle(page)
+            page.locator(".st-key-bl_quick label").click()  # all ~1400 digits: still seconds
+            _settle(page)
+            page.get_by_role("button", name="Train baseline").click()
+            expect(page.get_by_text("Compress this baseline")).to_be_visible(timeout=120_000)
+            _settle(page)
+            expect(page.get_by_text("Test accuracy")).to_be_visible()
+            _shoot(page, "baseline")
+
+            # 3. Pipeline: the prune -> cluster -> QAT preset against that baseline
+            page.get_by_text("Compress this baseline").click()
+            _settle(page)
+            _select(page, "pl_preset", "prune → cluster → QAT")
+            page.get_by_role("button", name="Load preset").click()
+            _settle(page)
+            expect(page.get_by_text("QAT will run as PCQAT: keeps 90% sparsity and 16 clusters")).to_be_visible()
+            expect(page.get_by_text("jumps to 90% in one go")).to_be_visible()  # few samples: a mask update every 100 steps is too rare
+            prune = page.locator("[class*='st-key-s'][class*='_freq'] input").first
+            prune.fill("2")
+            page.keyboard.press("Enter")
+            _settle(page)
+            page.locator("[class*='st-key-s'][class*='_epochs'] input").first.fill("4")
+            page.keyboard.press("Enter")
+            _settle(page)
+            expect(page.get_by_text("jumps to 90% in one go")).to_have_count(0)
+            _shoot(page, "pipeline")
+            expect(page.get_by_text("Order check: safe")).to_be_visible()
+            page.locator(".st-key-pl_name input").fill("tiny prune-cluster-qat")
+            page.keyboard.press("Enter")
+            _settle(page)
+            page.get_by_role("button", name="Run", exact=True).click()
+
+            # 4. Runs: the page follows the job until it succeeds
+            page.wait_for_url("**/runs?job=*", timeout=30_000)
+            expect(page.get_by_text("just submitted")).to_be_visible()
+            expect(page.locator("[data-testid='stProgress']").first).to_be_visible(timeout=60_000)
+            _shoot(page, "runs")
+            expect(page.locator("[data-testid='stMain']").get_by_role("link", name="Results")).to_have_count(2, timeout=180_000)
+            _settle(page)
+
+            # 5. Results: charts, the stage table, the downloads
+            page.locator("[data-testid='stMain']").get_by_role("link", name="Results").first.click()
+            page.wait_for_url("**/results?run=*")
+            _settle(page)
+            expect(page.get_by_text("Stage by stage")).to_be_visible()
+            charts = page.locator("[data-testid='stVegaLiteChart']")
+            expect(charts.first).to_be_visible(timeout=30_000)
+            assert charts.count() >= 6, charts.count()
+            assert "tiny prune-cluster-qat" in page.content()
+            with page.expect_download() as dl:
+                page.get_by_role("button", name="TFLite model").click()
+            tflite = tmp / "downloaded.tflite"
+            dl.value.save_as(tflite)
+
+            # a reload keeps the deep link
+            page.reload()
+            _settle(page)
+            assert "run=" in page.url
+            expect(page.get_by_text("tiny prune-cluster-qat").first).to_be_visible()
+
+            if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+                _shoot(page, "results")
+                for name, path in (("home", ""), ("compare", "compare")):
+                    page.goto(f"{url}/{path}")
+                    _settle(page)
+                    page.wait_for_timeout(1500)
+                    _shoot(page, name)
+        finally:
+            browser.close()
+
+    # 6. The downloaded file runs in LiteRT
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(tflite))
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    x = np.zeros(inp["shape"], dtype=inp["dtype"])
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    out = interp.get_tensor(interp.get_output_details()[0]["index"])
+    assert out.shape[-1] == 10
+    assert time.monotonic() - t0 < 240
