@@ -159,6 +159,19 @@ def describe_progress(job: dict) -> str:
     return " · ".join(parts)
 
 
+def job_summary(job: dict) -> str:
+    """One line for a job list: progress while active, duration when done, the error when failed."""
+    state = job.get("state")
+    if state in ACTIVE:
+        return describe_progress(job) or ("waiting for a worker" if state == "queued" else "starting")
+    took = fmt_duration(elapsed_s(job))
+    if state == "succeeded":
+        return f"finished in {took}"
+    if state == "failed":
+        return f"failed after {took}: {job.get('error') or 'see its log'}"
+    return str(job.get("message") or state)
+
+
 def job_label(job: dict) -> str:
     return f"{job.get('name') or 'run'} · {job.get('id')}"
 

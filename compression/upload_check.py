@@ -15,7 +15,7 @@ import compression  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from .errors import UserError
 
 CANDIDATES = {
-    "model": ("compression.models", ("inspect_model_file", "validate_model_file", "load_model_file", "load_model")),
+    "model": ("compression.models", ("load_model", "inspect_model_file")),  # a full load catches damaged weights
     "dataset": ("compression.data", ("validate_npz", "load_npz")),
 }
 

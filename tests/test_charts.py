@@ -238,6 +238,8 @@ def test_job_facts(ws):
     assert [j["id"] for j in dashboard.baselines(jobs)] == [ws[1]["baseline"]["id"]]
     assert dashboard.fmt_duration(64) == "1 min 04 s" and dashboard.fmt_duration(None) == "–"
     assert dashboard.elapsed_s(ws[1]["compress"]) == pytest.approx(62, abs=1)
+    assert dashboard.job_summary(ws[1]["compress"]) == "finished in 1 min 02 s"
+    assert "broken.keras" in dashboard.job_summary(ws[1]["failed"])
 
 
 # --- uploads ------------------------------------------------------------------------------------
@@ -340,3 +342,24 @@ def test_schedule_warnings_catch_a_mask_that_never_updates(ws):
     assert len(few) == 1 and "jumps to 90% in one go" in few[0]
     assert dashboard.schedule_warnings(r, lambda bs: 500) == []
     assert dashboard.schedule_warnings(r, lambda bs: None) == []
+
+
+@pytest.mark.slow
+def test_the_engine_check_in_a_subprocess_refuses_damaged_weights(home, tmp_path):
+    """The cheap checks pass a .keras file whose weights are cut short; the engine's full load does not."""
+    pytest.importorskip("compression.models")
+    code = ("import compression, sys; from compression import models; from compression.choices import Arch; "
+            "models.save(models.build(Arch.LENET_300_100, (8, 8, 1), 10), sys.argv[1])")
+    import subprocess
+
+    good = tmp_path / "m.keras"
+    subprocess.run([sys.executable, "-c", code, str(good)], check=True, capture_output=True, timeout=120,
+                   cwd=Path(__file__).resolve().parents[1])
+    buf = io.BytesIO()
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(buf, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            zout.writestr(info, data[:200] if info.filename.endswith(".h5") else data)
+    with pytest.raises(uploads.UploadError, match="could not be loaded"):
+        uploads.save_upload(buf.getvalue(), "cut.keras", "model", home)
+    assert _files(home) == []

@@ -49,7 +49,7 @@ def main():
             with st.container(border=True):
                 a, b, c = st.columns([4, 2, 2], vertical_alignment="center")
                 a.markdown(f"**{job.get('name')}** · {job.get('kind', '')}  \n"
-                           f"<small>{dashboard.describe_progress(job)}</small>", unsafe_allow_html=True)
+                           f"<small>{dashboard.job_summary(job)}</small>", unsafe_allow_html=True)
                 b.markdown(state_badge(job))
                 with c:
                     if job.get("state") == "succeeded":
