@@ -258,6 +258,13 @@ def test_results_deep_link_selects_the_run(ws):
     assert not at.exception
 
 
+def test_results_of_a_baseline_only_run(ws):
+    home, jobs = ws
+    at = app("views/results.py", run=jobs["baseline"]["id"])
+    assert at.selectbox(key="res_run").value == jobs["baseline"]["id"]
+    assert not at.error
+
+
 def test_results_of_an_unknown_run_say_so(ws):
     at = app("views/results.py", run="20990101-000000-abcdef")
     assert any("no run 20990101-000000-abcdef" in w.value for w in at.warning)

@@ -163,6 +163,7 @@ def _your_baselines(jobs: list[dict]):
 
 
 @st.fragment(run_every=2)
+@page
 def _watch(job_id: str):
     job = dashboard.get_job(job_id)
     if job is None:

@@ -69,6 +69,7 @@ def main():
 
 def _jobs_panel(active: bool):
     @st.fragment(run_every=REFRESH_S if active else None)
+    @page  # errors inside the fragment are messages too
     def panel():
         jobs = dashboard.list_jobs()
         now_active = any(j.get("state") in dashboard.ACTIVE for j in jobs)
