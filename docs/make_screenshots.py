@@ -1,0 +1,147 @@
+"""Screenshots of every page over a realistic workspace, for the README.
+
+    COMPRESSION_DATA_DIR=../shared/data python docs/make_screenshots.py [--home DIR]
+
+Trains an MNIST LeNet-300-100 baseline and compresses it twice (prune -> cluster -> QAT,
+and the textbook 50% -> 95% pruning exported as int8) through the background worker, then
+opens each page of `streamlit run app.py` in Debian's chromium and saves a full-page PNG
+into docs/screenshots/. Takes about five minutes on 2 cores. The browser test
+(tests/test_e2e_browser.py) checks the same flow on tiny data; this script only shows it
+at a realistic size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHOTS = ROOT / "docs" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+BASELINE = {"name": "MNIST LeNet-300-100", "dataset": "mnist",
+            "baseline": {"arch": "lenet_300_100", "epochs": 4, "batch_size": 128, "seed": 0},
+            "steps": [], "export": "float32"}
+
+
+def compress(baseline_dir: Path, name: str, steps: list[dict], export: str) -> dict:
+    return {"name": name, "dataset": "mnist", "baseline": {"path": str(baseline_dir / "baseline.keras")},
+            "steps": steps, "export": export}
+
+
+def prepare(home: Path) -> dict[str, str]:
+    from compression import jobs
+
+    os.environ["COMPRESSION_HOME"] = str(home)
+    jobs.ensure_worker(home)
+    base = jobs.submit(BASELINE, home)
+    record = jobs.wait(base, home, timeout=900)
+    assert record.state == "succeeded", record
+    run = Path(record.run_dir)
+    pcq = jobs.submit(compress(run, "prune 90% → cluster 16 → QAT", [
+        {"method": "prune", "initial_sparsity": 0.5, "final_sparsity": 0.9, "epochs": 3},
+        {"method": "cluster", "number_of_clusters": 16, "epochs": 1},
+        {"method": "quantize", "epochs": 1}], "int8_dynamic"), home)
+    textbook = jobs.submit(compress(run, "prune 50% → 95%, int8", [
+        {"method": "prune", "initial_sparsity": 0.5, "final_sparsity": 0.95, "epochs": 3}], "int8_dynamic"), home)
+    for job in (pcq, textbook):
+        record = jobs.wait(job, home, timeout=900)
+        assert record.state == "succeeded", record
+    return {"baseline": base, "pcq": pcq, "textbook": textbook}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def settle(page):
+    page.wait_for_selector('[data-testid="stAppViewContainer"]')
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+                           " && !document.querySelector('[data-testid=\"stSkeleton\"]')")
+    page.wait_for_timeout(2500)
+
+
+def shoot(page, name: str):
+    height = 0
+    for _ in range(6):
+        new = page.evaluate("""() => { let h = 0; document.querySelectorAll('*').forEach(e => {
+            if (e.scrollHeight > h && getComputedStyle(e).overflowY.match(/auto|scroll/)) h = e.scrollHeight; });
+            return Math.max(h, document.body.scrollHeight); }""")
+        if new <= height:
+            break
+        height = new
+        page.set_viewport_size({"width": 1400, "height": min(height + 60, 16000)})
+        page.wait_for_timeout(2000)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    print("wrote", SHOTS / f"{name}.png")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", default=None, help="workspace to fill (default: a new temporary folder)")
+    args = parser.parse_args()
+    home = Path(args.home or tempfile.mkdtemp(prefix="studio-shots-"))
+    ids = prepare(home)
+    port = free_port()
+    env = dict(os.environ, COMPRESSION_HOME=str(home))
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                               "--server.port", str(port), "--server.address", "127.0.0.1"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.3)
+        from playwright.sync_api import sync_playwright
+
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            pages = [
+                ("home", ""),
+                ("baseline", ""),
+                ("pipeline", f"?baseline={ids['baseline']}"),
+                ("runs", ""),
+                ("results", f"?run={ids['pcq']}"),
+                ("compare", f"?runs={ids['pcq']},{ids['textbook']},{ids['baseline']}"),
+            ]
+            for name, query in pages:
+                page.goto(f"{url}/{'' if name == 'home' else name}{query}")
+                settle(page)
+                if name == "pipeline":
+                    page.locator(".st-key-pl_preset input[role='combobox']").click()
+                    page.get_by_role("option", name="prune → cluster → QAT", exact=False).first.click()
+                    settle(page)
+                    page.get_by_role("button", name="Load preset").click()
+                    settle(page)
+                shoot(page, name)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        from compression import jobs
+
+        jobs.stop_worker(home)
+    print("workspace:", home)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
