@@ -194,6 +194,19 @@ def recall_df(report: dict, predictions: dict | None = None) -> pd.DataFrame:
     return df
 
 
+def flip_counts(predictions: dict | None) -> dict:
+    """How many test samples changed prediction, over the whole test split (not just the gallery)."""
+    if not predictions:
+        return {"total": 0, "changed": 0, "now_wrong": 0, "now_right": 0, "still_wrong": 0}
+    y, b, f = (np.asarray(predictions.get(k, [])) for k in ("y_true", "baseline_pred", "final_pred"))
+    if not (len(y) == len(b) == len(f)):
+        return {"total": 0, "changed": 0, "now_wrong": 0, "now_right": 0, "still_wrong": 0}
+    changed = b != f
+    return {"total": int(len(y)), "changed": int(changed.sum()),
+            "now_wrong": int((changed & (b == y)).sum()), "now_right": int((changed & (f == y)).sum()),
+            "still_wrong": int((changed & (b != y) & (f != y)).sum())}
+
+
 def changed_samples(predictions: dict | None, class_names: Sequence[str] | None = None, scale: int = 12,
                     limit: int = 64) -> list[dict]:
     """Test samples whose prediction changed, as nearest-neighbour upscaled uint8 images with captions."""

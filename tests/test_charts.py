@@ -363,3 +363,16 @@ def test_the_engine_check_in_a_subprocess_refuses_damaged_weights(home, tmp_path
     with pytest.raises(uploads.UploadError, match="could not be loaded"):
         uploads.save_upload(buf.getvalue(), "cut.keras", "model", home)
     assert _files(home) == []
+
+
+def test_flip_counts_cover_the_whole_test_split_not_just_the_gallery():
+    import numpy as np
+
+    from compression.charts import flip_counts
+
+    y = np.array([0, 1, 2, 3, 4, 5])
+    base = np.array([0, 1, 2, 0, 4, 1])   # right, right, right, wrong, right, wrong
+    final = np.array([0, 2, 1, 3, 4, 2])  # same, now wrong, now wrong, now right, same, still wrong
+    counts = flip_counts({"y_true": y, "baseline_pred": base, "final_pred": final, "changed_index": np.array([1])})
+    assert counts == {"total": 6, "changed": 4, "now_wrong": 2, "now_right": 1, "still_wrong": 1}
+    assert flip_counts(None)["changed"] == 0

@@ -148,8 +148,8 @@ def _your_baselines(jobs: list[dict]):
     selected = st.session_state.get("bl_selected")
     index = ids.index(selected) if selected in ids else 0
     job_id = st.selectbox("Baseline", ids, index=index, key="bl_pick",
-                          format_func=lambda i: f"{next(j for j in mine if j['id'] == i).get('name')} · "
-                                                f"{next(j for j in mine if j['id'] == i).get('state')} · {i}")
+                          # no state in the label: the select keeps its first labels while a job moves on
+                          format_func=lambda i: f"{next(j for j in mine if j['id'] == i).get('name')} · {i}")
     st.session_state["bl_selected"] = job_id
     job = next(j for j in mine if j["id"] == job_id)
     if job.get("state") in dashboard.ACTIVE:

@@ -157,7 +157,9 @@ def main():
     st.dataframe(shown, hide_index=True, width="stretch", column_config=STAGE_COLUMNS)
     st.caption("Every figure is measured on the artifact: each stage's Keras model and its TFLite conversion, and the "
                "exported file itself (last row). × base = ratio to the baseline (0.25× is a quarter). A raw .tflite "
-               "file does not shrink from pruning alone: zeros cost as much as other weights until the file is zipped.")
+               "file does not shrink from pruning alone: zeros cost as much as other weights until the file is zipped. "
+               "A QAT stage's Keras file keeps float weights and quantizer state, so it does not shrink; its "
+               "TFLite file is the int8 one.")
 
     if run.weights:
         _weights_section(run)
@@ -197,8 +199,11 @@ def main():
         shown = [s for s in samples if s["kind"] in (chosen or kinds)]
         if len(shown) > 24 and not st.toggle(f"Show all {len(shown)}", key="res_all_samples"):
             shown = shown[:24]
-        st.caption(f"{len(samples)} samples flipped (pruning-identified exemplars): the baseline and the compressed "
-                   "model disagree on them. 'now wrong' = the compression broke it.")
+        flips = charts.flip_counts(run.predictions)
+        st.caption(f"{flips['changed']} of {flips['total']} test samples changed their prediction "
+                   f"({flips['now_wrong']} now wrong, {flips['now_right']} now right, {flips['still_wrong']} wrong "
+                   f"either way): pruning-identified exemplars. The gallery holds {len(samples)} of them, "
+                   "those the compression broke first.")
         per_row = 8
         for start in range(0, len(shown), per_row):
             cols = st.columns(per_row)
