@@ -73,7 +73,7 @@ class Tracker:
 
     def begin(self, stage: str, index: int) -> None:
         self.stage, self.stage_index = stage, index
-        self.emit(phase="train", message=f"{stage}: starting")
+        self.emit(phase="export" if stage == "export" else "train", message=f"{stage}: starting")
 
     def batch_report(self):
         last = {"batch": 0}
