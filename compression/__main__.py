@@ -8,7 +8,6 @@ workers and follow them.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import sys

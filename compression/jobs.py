@@ -42,7 +42,7 @@ from filelock import FileLock, Timeout
 
 from .errors import Cancelled, RecipeError, UserError
 from .recipe import Recipe
-from .runs import ACTIVE_STATES, FINAL_STATES, JobRecord, list_run_ids, list_statuses, read_status
+from .runs import JobRecord, list_run_ids, list_statuses, read_status
 from .runs import read_log as _read_log
 from .workspace import (
     append_text,
@@ -685,7 +685,7 @@ def execute_job(job_id: str, home: str | os.PathLike | None = None,
                 job.stop.set()
                 job.save(fsync=True, state=state, finished_at=now_iso(), error=error, message=f"failed: {error}")
                 _log_line(folder, f"FAILED: {error}")
-            except BaseException as e:  # SIGTERM/SIGINT from the consumer shutting down
+            except BaseException:  # SIGTERM/SIGINT from the consumer shutting down
                 job.flush()
                 error = f"the worker was shut down while this job ran{_where(job.rec)}; submit it again"
                 job.stop.set()

@@ -23,7 +23,7 @@ import numpy as np
 import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 from . import clustering, data, export, metrics, models, pruning, quantization
-from .choices import ExportMode, Method, Variant
+from .choices import ExportMode, Method
 from .errors import Cancelled, ModelLoadError, RecipeError, UserError
 from .ordering import PlannedStep, plan
 from .recipe import Recipe

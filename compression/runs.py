@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 from .workspace import is_job_id, read_json, run_dir, runs_dir
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,10 +22,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 SHOTS = ROOT / "docs" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+from browser import ARGS, chromium_path, free_port, full_page_screenshot  # noqa: E402
 
 BASELINE = {"name": "MNIST LeNet-300-100", "dataset": "mnist",
             "baseline": {"arch": "lenet_300_100", "epochs": 4, "batch_size": 128, "seed": 0},
@@ -59,12 +58,6 @@ def prepare(home: Path) -> dict[str, str]:
     return {"baseline": base, "pcq": pcq, "textbook": textbook}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def settle(page):
     page.wait_for_selector('[data-testid="stAppViewContainer"]')
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
@@ -73,18 +66,7 @@ def settle(page):
 
 
 def shoot(page, name: str):
-    height = 0
-    for _ in range(6):
-        new = page.evaluate("""() => { let h = 0; document.querySelectorAll('*').forEach(e => {
-            if (e.scrollHeight > h && getComputedStyle(e).overflowY.match(/auto|scroll/)) h = e.scrollHeight; });
-            return Math.max(h, document.body.scrollHeight); }""")
-        if new <= height:
-            break
-        height = new
-        page.set_viewport_size({"width": 1400, "height": min(height + 60, 16000)})
-        page.wait_for_timeout(2000)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-    page.set_viewport_size({"width": 1400, "height": 1000})
+    full_page_screenshot(page, SHOTS / f"{name}.png", pause_ms=2000)
     print("wrote", SHOTS / f"{name}.png")
 
 
@@ -111,7 +93,7 @@ def main() -> int:
 
         SHOTS.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            browser = p.chromium.launch(executable_path=chromium_path(), args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
             pages = [

@@ -6,7 +6,6 @@ The recipe's name picks the behaviour: "fail" raises, "deaf" ignores Cancelled f
 time, anything else reports ``baseline.epochs`` epochs of 20 batches, 0.05 s each.
 """
 
-import json
 import time
 
 from compression.errors import Cancelled

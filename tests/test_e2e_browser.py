@@ -7,8 +7,6 @@ docs/screenshots/ at the end of the flow.
 """
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,29 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import ARGS, CHROMIUM, chromium_path, free_port, full_page_screenshot
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SHOTS = ROOT / "docs" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+    if chromium_path() is None:
         pytest.skip(f"chromium not found at {CHROMIUM}; .ci/run installs it (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
     home = tmp_path / "home"
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, COMPRESSION_HOME=str(home), COMPRESSION_EMBEDDED_WORKER="1", PYTHONUNBUFFERED="1")
     env.pop("COMPRESSION_DATA_DIR", None)
     log = open(tmp_path / "streamlit.log", "wb")
@@ -89,28 +79,12 @@ def _select(page, key: str, option: str):
     _settle(page)
 
 
-def _page_height(page) -> int:
-    return page.evaluate("""() => { let h = 0; document.querySelectorAll('*').forEach(e => {
-        if (e.scrollHeight > h && getComputedStyle(e).overflowY.match(/auto|scroll/)) h = e.scrollHeight; });
-        return Math.max(h, document.body.scrollHeight); }""")
-
-
 def _shoot(page, name: str):
     """Full-page screenshot: Streamlit scrolls inside its own container, so grow the viewport
     to the content's height (charts below the fold render lazily, hence the loop)."""
     if os.environ.get("UPDATE_SCREENSHOTS") != "1":
         return
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    height = 0
-    for _ in range(6):
-        new = _page_height(page)
-        if new <= height:
-            break
-        height = new
-        page.set_viewport_size({"width": 1400, "height": min(height + 60, 16000)})
-        page.wait_for_timeout(1500)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-    page.set_viewport_size({"width": 1400, "height": 1000})
+    full_page_screenshot(page, SHOTS / f"{name}.png")
 
 
 def test_train_compress_download_in_a_real_browser(server):
@@ -118,7 +92,7 @@ def test_train_compress_download_in_a_real_browser(server):
 
     url, home, tmp = server
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+        browser = p.chromium.launch(executable_path=chromium_path(),
                                     args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         page.set_default_timeout(30_000)

@@ -20,7 +20,7 @@ import pytest
 
 import compression  # noqa: F401
 from compression import jobs, runs, workspace
-from compression.errors import Cancelled, RecipeError
+from compression.errors import RecipeError
 from compression.recipe import Recipe
 
 from jobhelpers import (

@@ -6,7 +6,7 @@ import pytest
 from compression import clustering, data, metrics, models, pruning
 from compression.choices import Variant
 from compression.errors import RecipeError
-from compression.recipe import ClusterStep, LayerSelection, PruneStep, Recipe
+from compression.recipe import ClusterStep, LayerSelection, Recipe
 
 
 @pytest.fixture(scope="module")
