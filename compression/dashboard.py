@@ -1,8 +1,7 @@
 """What the dashboard pages need besides charts: job access, presets, recipe building.
 
 Streamlit-free and TensorFlow-free, so it is unit-tested like the rest of the library.
-Jobs go through ``compression.jobs`` (docs/ARCHITECTURE.md, "Job records"); until that
-module exists the readers fall back to the run folders' ``status.json`` files.
+Jobs go through ``compression.jobs`` (docs/ARCHITECTURE.md, "Job records").
 """
 
 from __future__ import annotations
@@ -13,10 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import jobs
 from .choices import Method
 from .errors import UserError
 from .recipe import Recipe, default_step, step_to_dict
-from .results import read_json, workspace_home
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -24,89 +23,39 @@ STATE_ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed":
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-class JobsUnavailable(UserError):
-    pass
-
-
-def _jobs():
-    try:
-        from . import jobs  # noqa: PLC0415
-    except ImportError:
-        return None
-    return jobs
-
-
-def jobs_available() -> bool:
-    return _jobs() is not None and hasattr(_jobs(), "submit")
-
-
 def _record(job: Any) -> dict:
-    if isinstance(job, dict):
-        return job
-    if hasattr(job, "to_dict"):
-        return job.to_dict()
-    return dict(vars(job))
+    return job if isinstance(job, dict) else job.to_dict()
 
 
 def list_jobs(home: str | Path | None = None) -> list[dict]:
     """Every job record as a dict, newest first."""
-    jobs = _jobs()
-    if jobs is not None and hasattr(jobs, "list_jobs"):
-        return [_record(j) for j in jobs.list_jobs(home)]
-    records = []
-    runs = workspace_home(home) / "runs"
-    if runs.is_dir():
-        for status in runs.glob("*/status.json"):
-            rec = read_json(status)
-            if isinstance(rec, dict) and rec.get("id"):
-                rec.setdefault("run_dir", str(status.parent.resolve()))
-                records.append(rec)
-    records.sort(key=lambda r: (r.get("created_at") or "", r.get("id")), reverse=True)
-    return records
+    return [_record(j) for j in jobs.list_jobs(home)]
 
 
 def get_job(job_id: str, home: str | Path | None = None) -> dict | None:
-    jobs = _jobs()
-    if jobs is not None and hasattr(jobs, "get_job"):
-        try:
-            return _record(jobs.get_job(job_id, home))
-        except KeyError:
-            return None
-    return next((j for j in list_jobs(home) if j.get("id") == job_id), None)
+    try:
+        return _record(jobs.get_job(job_id, home))
+    except KeyError:
+        return None
 
 
 def submit(recipe: Recipe, home: str | Path | None = None) -> str:
-    jobs = _jobs()
-    if jobs is None or not hasattr(jobs, "submit"):
-        raise JobsUnavailable("the job system (compression.jobs) is not installed, so nothing can run yet")
     return jobs.submit(recipe, home)
 
 
-def cancel(job_id: str, home: str | Path | None = None) -> dict | None:
-    jobs = _jobs()
-    if jobs is None or not hasattr(jobs, "cancel"):
-        raise JobsUnavailable("the job system (compression.jobs) is not installed")
+def cancel(job_id: str, home: str | Path | None = None) -> dict:
     return _record(jobs.cancel(job_id, home))
 
 
 def read_log(job: dict, home: str | Path | None = None) -> str:
-    jobs = _jobs()
-    if jobs is not None and hasattr(jobs, "read_log"):
-        try:
-            return jobs.read_log(job["id"], home)
-        except (KeyError, OSError):
-            pass
     try:
-        return (Path(job["run_dir"]) / "log.txt").read_text(encoding="utf-8", errors="replace")
-    except (KeyError, OSError, TypeError):
+        return jobs.read_log(job["id"], home)
+    except (KeyError, OSError):
         return ""
 
 
 def ensure_worker(home: str | Path | None = None) -> bool:
     """Start the embedded worker (jobs.ensure_worker; COMPRESSION_EMBEDDED_WORKER=0 turns it off)."""
-    jobs = _jobs()
-    if jobs is None or not hasattr(jobs, "ensure_worker"):
-        return False
     try:
         return bool(jobs.ensure_worker(home))
     except Exception:  # a worker that cannot start must not break the page; Runs shows queued jobs

@@ -10,7 +10,6 @@ file), never a traceback. Only numpy and the standard library are imported.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,6 @@ from .errors import UserError
 
 class ResultsError(UserError):
     """A run folder has no usable result (yet)."""
-
-
-def workspace_home(home: str | Path | None = None) -> Path:
-    """``$COMPRESSION_HOME`` (default ``~/.compression``), as in docs/ARCHITECTURE.md."""
-    if home is not None:
-        return Path(home).expanduser()
-    return Path(os.environ.get("COMPRESSION_HOME") or "~/.compression").expanduser()
 
 
 def read_json(path: str | Path) -> Any | None:

@@ -28,7 +28,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .errors import UserError
-from .results import workspace_home
+from .workspace import home_dir
 
 MB = 1024 * 1024
 MAX_MODEL_BYTES = 100 * MB
@@ -252,7 +252,7 @@ def save_upload(source: bytes | BinaryIO, filename: str, kind: str, home: str | 
             error = deep_check(staged, kind)
             if error:
                 raise UploadError(error if name in error else f"{name}: {error}")
-        final_dir = workspace_home(home) / "uploads" / ("models" if kind == "model" else "datasets") / digest.hexdigest()[:16]
+        final_dir = home_dir(home, create=False) / "uploads" / ("models" if kind == "model" else "datasets") / digest.hexdigest()[:16]
         final = final_dir / name
         if not final.exists():
             final_dir.mkdir(parents=True, exist_ok=True)
@@ -265,7 +265,7 @@ def save_upload(source: bytes | BinaryIO, filename: str, kind: str, home: str | 
 
 
 def list_uploads(kind: str, home: str | Path | None = None) -> list[Path]:
-    folder = workspace_home(home) / "uploads" / ("models" if kind == "model" else "datasets")
+    folder = home_dir(home, create=False) / "uploads" / ("models" if kind == "model" else "datasets")
     if not folder.is_dir():
         return []
     files = [p for p in folder.glob("*/*") if p.is_file() and not p.name.endswith(".part")]

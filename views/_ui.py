@@ -49,12 +49,6 @@ def state_badge(job: dict) -> str:
     return f":{color}-badge[{STATE_ICONS.get(state, '')} {state}]"
 
 
-def no_jobs_system_note():
-    if not dashboard.jobs_available():
-        st.warning("The job system is not installed in this checkout (compression/jobs.py is missing), "
-                   "so nothing can be submitted; existing run folders are still shown.", icon=":material/warning:")
-
-
 def path_bytes(path: Path | None):
     """A download_button data callable: read the file only when the user clicks."""
     if path is None:

@@ -9,7 +9,7 @@ from compression import charts, dashboard, uploads
 from compression.choices import Arch, DatasetName, ExportMode, options
 from compression.errors import UserError
 from compression.results import try_load_run
-from views._ui import PAGES, jobs_or_stop, no_jobs_system_note, page, state_badge
+from views._ui import PAGES, jobs_or_stop, page, state_badge
 
 ARCH_HELP = {
     "dense_redundant": "a deliberately over-sized dense network: prunes and clusters well",
@@ -183,7 +183,6 @@ def main():
     st.markdown("The model every compression step is measured against. Train a small architecture on a dataset, "
                 "or upload your own model; either way it runs as a background job and is measured like every "
                 "later stage (accuracy, size, latency).")
-    no_jobs_system_note()
     jobs = jobs_or_stop()
     left, right = st.columns([2, 3], gap="large")
     with left:

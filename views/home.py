@@ -3,8 +3,8 @@
 import streamlit as st
 
 from compression import dashboard
-from compression.results import workspace_home
-from views._ui import PAGES, jobs_or_stop, no_jobs_system_note, page, state_badge
+from compression.workspace import home_dir
+from views._ui import PAGES, jobs_or_stop, page, state_badge
 
 
 @page
@@ -17,7 +17,6 @@ def main():
         "values, file sizes and latency, read back from the actual files. "
         "When you like the trade-off, download the compressed **TFLite** file and the recipe that made it."
     )
-    no_jobs_system_note()
     jobs = jobs_or_stop()
     summary = dashboard.workspace_summary(jobs)
     c1, c2, c3, c4 = st.columns(4)
@@ -25,7 +24,7 @@ def main():
     c2.metric("Compression runs", summary["runs"])
     c3.metric("Running or queued", summary["active"])
     c4.metric("Failed", summary["failed"])
-    st.caption(f"Workspace: `{workspace_home()}`")
+    st.caption(f"Workspace: `{home_dir(create=False)}`")
 
     st.subheader("Next step")
     if summary["baselines"] == 0:

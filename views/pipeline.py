@@ -10,7 +10,7 @@ from compression.errors import RecipeError
 from compression.ordering import plan
 from compression.recipe import Recipe, training_epochs
 from compression.results import try_load_run
-from views._ui import PAGES, jobs_or_stop, no_jobs_system_note, page
+from views._ui import PAGES, jobs_or_stop, page
 
 OWN = "__own__"
 METHOD_TITLES = {"prune": "Prune", "cluster": "Cluster", "quantize": "Quantize (QAT)"}
@@ -280,7 +280,6 @@ def main():
     st.title("Pipeline")
     st.markdown("Compose the compression steps, in order. Each step fine-tunes the model it gets; the checks on the "
                 "right say, before anything runs, what each step will run as and what the recipe costs.")
-    no_jobs_system_note()
     jobs = jobs_or_stop()
 
     left, right = st.columns([3, 2], gap="large")

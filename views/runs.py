@@ -4,7 +4,7 @@ import streamlit as st
 
 from compression import dashboard
 from compression.errors import UserError
-from views._ui import PAGES, no_jobs_system_note, page, state_badge
+from views._ui import PAGES, page, state_badge
 
 REFRESH_S = 2
 
@@ -54,7 +54,6 @@ def main():
     st.title("Runs")
     st.markdown("Every baseline and compression job in the workspace. The list updates itself while a job runs; "
                 "reloading the page or opening it in another tab shows the same jobs.")
-    no_jobs_system_note()
     msg = st.session_state.pop("runs_msg", None)
     if msg:
         (st.success if msg[0] == "ok" else st.error)(msg[1])
