@@ -22,6 +22,7 @@ import tf_keras
 from .choices import Arch
 from .data import Dataset
 from .errors import Cancelled, ModelLoadError
+from .modelfile import CODE_LAYERS, layer_configs, read_config
 
 keras = tf_keras
 layers = tf_keras.layers
@@ -46,7 +47,6 @@ REBUILDABLE: dict[str, tuple[str, ...]] = {
 }
 PLAIN_ACTIVATIONS = {"relu", "relu6", "sigmoid", "softmax", "tanh", "linear", "elu", "selu", "gelu",
                      "swish", "silu", "softplus", "softsign", "hard_sigmoid", "exponential", "leaky_relu"}
-CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
 
 
 # --- architectures -----------------------------------------------------------------------
@@ -191,58 +191,12 @@ def save(model: keras.Model, path: Path) -> None:
     model.save(str(path))
 
 
-def _read_config(path: Path) -> tuple[dict, str]:
-    """The model's config and the Keras version that wrote it, read without deserialising."""
-    suffix = path.suffix.lower()
-    if suffix == ".keras":
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = set(z.namelist())
-                if "config.json" not in names:
-                    raise ModelLoadError(f"{path.name} is not a Keras model file (no config.json inside)")
-                config = json.loads(z.read("config.json"))
-                meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
-        except zipfile.BadZipFile:
-            raise ModelLoadError(f"{path.name} is not a valid .keras file (not a zip archive); is it corrupt?") from None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ModelLoadError(f"{path.name} has an unreadable config.json") from None
-        return config, str(meta.get("keras_version", ""))
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get("model_config")
-            version = f.attrs.get("keras_version", "")
-    except OSError:
-        raise ModelLoadError(f"{path.name} is not a valid HDF5 (.h5) file; is it corrupt?") from None
-    if raw is None:
-        raise ModelLoadError(f"{path.name} holds weights only (no model config); save the whole model")
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
-    if isinstance(version, bytes):
-        version = version.decode("utf-8")
-    try:
-        return json.loads(raw), str(version)
-    except json.JSONDecodeError:
-        raise ModelLoadError(f"{path.name} has an unreadable model config") from None
-
-
-def _layer_configs(config: dict) -> list[dict]:
-    """Every layer config, nested models included."""
-    out = []
-    for layer in config.get("config", {}).get("layers", []) or []:
-        out.append(layer)
-        if layer.get("class_name") in ("Sequential", "Functional", "Model"):
-            out.extend(_layer_configs(layer))
-    return out
-
-
 def _check_layers(config: dict, name: str) -> None:
     if config.get("class_name") not in ("Sequential", "Functional", "Model"):
         raise ModelLoadError(
             f"{name} holds a {config.get('class_name')!r}; only Sequential and functional models can be loaded"
         )
-    for layer in _layer_configs(config):
+    for layer in layer_configs(config):
         cls = layer.get("class_name", "?")
         if cls in CODE_LAYERS:
             raise ModelLoadError(
@@ -265,10 +219,10 @@ def inspect_model_file(path: str | Path) -> dict:
         raise ModelLoadError(f"model file {path} does not exist")
     if path.suffix.lower() not in (".keras", ".h5", ".hdf5"):
         raise ModelLoadError(f"{path.name}: only .keras and .h5 model files can be loaded")
-    config, version = _read_config(path)
+    config, version = read_config(path)
     _check_layers(config, path.name)
     return {"keras_version": version, "class_name": config.get("class_name"),
-            "layers": [layer.get("class_name") for layer in _layer_configs(config)]}
+            "layers": [layer.get("class_name") for layer in layer_configs(config)]}
 
 
 def load_model(path: str | Path) -> keras.Model:
@@ -352,7 +306,7 @@ def _keras3_weights(path: Path) -> dict[str, list[np.ndarray]]:
 
 
 def _rebuild_keras3(path: Path) -> keras.Model:
-    config, _ = _read_config(path)
+    config, _ = read_config(path)
     layer_cfgs = config.get("config", {}).get("layers", [])
     if config.get("class_name") == "Functional":
         # Accept a plain chain of layers: each takes the previous one's output.

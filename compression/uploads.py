@@ -27,7 +27,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import UserError
+from .errors import ModelLoadError, UserError
+from .modelfile import CODE_LAYERS, read_config
 from .workspace import home_dir
 
 MB = 1024 * 1024
@@ -36,7 +37,6 @@ MAX_NPZ_BYTES = 200 * MB
 MAX_UNZIPPED_FACTOR = 20  # a .keras archive may expand at most 20x (zip bombs)
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-UNSAFE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}  # deserialising these runs Python code
 
 
 class UploadError(UserError):
@@ -66,7 +66,7 @@ def _check_config(config: dict, name: str) -> dict:
         raise UploadError(f"{name}: the model configuration is not a Keras model")
     classes: set[str] = set()
     _walk_layers(config, classes)
-    unsafe = sorted(classes & UNSAFE_LAYERS)
+    unsafe = sorted(classes & CODE_LAYERS)
     if unsafe:
         raise UploadError(f"{name}: refused, the model contains a {unsafe[0]} layer, which runs arbitrary Python "
                           "code when loaded; rebuild it without Lambda layers")
@@ -74,13 +74,26 @@ def _check_config(config: dict, name: str) -> dict:
     return {"model_class": config.get("class_name"), "layers": len(layers) if isinstance(layers, list) else None}
 
 
+def _size_within(path: Path, name: str, limit: int, what: str) -> int:
+    size = path.stat().st_size
+    if size > limit:
+        raise UploadError(f"{name} is {size / MB:.0f} MB; the limit for {what} is {limit // MB} MB")
+    return size
+
+
+def _config(path: Path, name: str) -> tuple[dict, str]:
+    """The engine's own TensorFlow-free reader, with its message under the uploaded name."""
+    try:
+        return read_config(path)
+    except ModelLoadError as e:
+        raise UploadError(str(e).replace(path.name, name, 1)) from None
+
+
 def check_model_file(path: str | Path, name: str | None = None) -> dict:
     """Structural check of a .keras or .h5 file. Returns a small info dict, raises UploadError."""
     path = Path(path)
     name = name or path.name
-    size = path.stat().st_size
-    if size > MAX_MODEL_BYTES:
-        raise UploadError(f"{name} is {size / MB:.0f} MB; the limit for a model is {MAX_MODEL_BYTES // MB} MB")
+    size = _size_within(path, name, MAX_MODEL_BYTES, "a model")
     if size == 0:
         raise UploadError(f"{name} is empty")
     suffix = path.suffix.lower()
@@ -100,52 +113,27 @@ def check_model_file(path: str | Path, name: str | None = None) -> dict:
                     raise UploadError(f"{name} is not a Keras model file: it has no config.json")
                 if not any(n.endswith((".h5", ".weights.h5", ".npz")) for n in names):
                     raise UploadError(f"{name} has no weights (model.weights.h5 is missing)")
-                config = json.loads(z.read("config.json").decode("utf-8"))
-                meta = {}
-                if "metadata.json" in names:
-                    meta = json.loads(z.read("metadata.json").decode("utf-8"))
         except UploadError:
             raise
         except (zipfile.BadZipFile, ValueError, UnicodeDecodeError, OSError, KeyError) as e:
             raise UploadError(f"{name} is a damaged Keras file: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        info = _check_config(config, name)
-        info.update(format="keras", keras_version=meta.get("keras_version") if isinstance(meta, dict) else None)
-        return info
-    if suffix in (".h5", ".hdf5"):
+    elif suffix in (".h5", ".hdf5"):
         with open(path, "rb") as f:
             if f.read(8) != HDF5_SIGNATURE:
                 raise UploadError(f"{name} is not an HDF5 file, so not a Keras .h5 model")
-        try:
-            import h5py  # ships with TensorFlow's dependencies; importing it does not import TensorFlow
-        except ImportError:  # pragma: no cover
-            return {"format": "h5", "keras_version": None, "model_class": None, "layers": None}
-        try:
-            with h5py.File(path, "r") as f:
-                raw = f.attrs.get("model_config")
-                version = f.attrs.get("keras_version")
-        except Exception as e:  # h5py raises OSError, KeyError, RuntimeError on damaged files
-            raise UploadError(f"{name} is a damaged HDF5 file: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        if raw is None:
-            raise UploadError(f"{name} holds weights only, not a model; save the whole model (model.save)")
-        if isinstance(raw, bytes):
-            raw = raw.decode("utf-8", "replace")
-        try:
-            config = json.loads(raw)
-        except ValueError:
-            raise UploadError(f"{name}: the model configuration inside is not valid JSON") from None
-        info = _check_config(config, name)
-        info.update(format="h5", keras_version=version.decode() if isinstance(version, bytes) else version)
-        return info
-    raise UploadError(f"{name}: a model must be a .keras or .h5 file")
+    else:
+        raise UploadError(f"{name}: a model must be a .keras or .h5 file")
+    config, version = _config(path, name)
+    info = _check_config(config, name)
+    info.update(format="keras" if suffix == ".keras" else "h5", keras_version=version or None)
+    return info
 
 
 def check_npz(path: str | Path, name: str | None = None) -> dict:
     """A dataset .npz: x_train, y_train, x_test, y_test; numeric images, integer labels."""
     path = Path(path)
     name = name or path.name
-    size = path.stat().st_size
-    if size > MAX_NPZ_BYTES:
-        raise UploadError(f"{name} is {size / MB:.0f} MB; the limit for a dataset is {MAX_NPZ_BYTES // MB} MB")
+    _size_within(path, name, MAX_NPZ_BYTES, "a dataset")
     if path.suffix.lower() != ".npz":
         raise UploadError(f"{name}: a dataset must be an .npz file")
     try:
