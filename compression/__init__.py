@@ -4,7 +4,7 @@ tfmot works only with Keras 2 (``tf_keras``). TensorFlow reads
 ``TF_USE_LEGACY_KERAS`` once, when it is first imported, so every entry point
 (app, worker, command line, tests) imports this package before TensorFlow.
 This module never imports TensorFlow itself: the dashboard imports
-``compression.jobs`` and ``compression.charts`` without paying for it.
+``compression.jobs`` and ``compression.studio.charts`` without paying for it.
 """
 
 import os

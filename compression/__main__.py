@@ -16,9 +16,9 @@ from pathlib import Path
 
 import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
-from .choices import Arch, DatasetName, ExportMode, options
-from .errors import Cancelled, RecipeError, UserError
-from .recipe import Recipe, training_epochs
+from compression.choices import Arch, DatasetName, ExportMode, options
+from compression.errors import Cancelled, RecipeError, UserError
+from compression.recipe import Recipe, training_epochs
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -92,11 +92,11 @@ def _summary(report: dict) -> str:
 def preflight(recipe: Recipe) -> None:
     """Cheap checks of the files a recipe names, before anything is written."""
     if recipe.dataset.npz:
-        from . import data
+        from compression import data
 
         data.load_npz(recipe.dataset.npz)
     if recipe.baseline.path:
-        from . import models
+        from compression.engine import models
 
         models.inspect_model_file(recipe.baseline.path)
 
@@ -106,7 +106,7 @@ def run_foreground(recipe: Recipe, out: Path, quiet: bool = False) -> int:
         preflight(recipe)
     except UserError as e:
         return _fail(str(e))
-    from .pipeline import run_recipe  # TensorFlow loads here, after the cheap checks
+    from compression.engine.pipeline import run_recipe  # TensorFlow loads here, after the cheap checks
     created = not out.exists()
     bar = None if quiet else ProgressBar()
     handler = logging.StreamHandler(sys.stderr)
@@ -165,7 +165,7 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
 
 
 def cmd_check(args) -> int:
-    from .ordering import plan
+    from compression.ordering import plan
 
     try:
         recipe = Recipe.load(args.recipe)
@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_examples)
 
     try:
-        from .jobs_cli import add_job_commands
+        from compression.jobs.cli import add_job_commands
     except ImportError:
         add_job_commands = None
     if add_job_commands is not None:

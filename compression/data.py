@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .choices import DatasetName
-from .errors import DatasetError
+from compression.choices import DatasetName
+from compression.errors import DatasetError
 
 VALIDATION_FRACTION = 0.1
 SPLIT_SEED = 1234  # the validation split never depends on the model's seed

@@ -10,7 +10,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from .errors import ModelLoadError
+from compression.errors import ModelLoadError
 
 # Layers whose config carries Python code that deserialising would run.
 CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}

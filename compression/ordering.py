@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .choices import Method, Variant
-from .errors import RecipeError
+from compression.choices import Method, Variant
+from compression.errors import RecipeError
 
 # What a later method does to an earlier one's work, in words a user understands.
 UNDOES: dict[tuple[Method, Method], str] = {

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .choices import Arch, CentroidInit, DatasetName, ExportMode, LayerScope, Method, Schedule
-from .errors import RecipeError
+from compression.choices import Arch, CentroidInit, DatasetName, ExportMode, LayerScope, Method, Schedule
+from compression.errors import RecipeError
 
 RECIPE_VERSION = 1
 
@@ -418,7 +418,7 @@ class Recipe:
                 f"{self.export.value} would throw away the quantize step's int8 training; "
                 "choose int8_dynamic or int8_full, or remove the quantize step",
             )
-        from .ordering import plan  # late import: ordering imports this module
+        from compression.ordering import plan  # late import: ordering imports this module
 
         plan(self)
 

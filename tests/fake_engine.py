@@ -1,4 +1,4 @@
-"""A stand-in for compression.pipeline.run_recipe, for job-machinery tests that need a
+"""A stand-in for compression.engine.pipeline.run_recipe, for job-machinery tests that need a
 behaviour the real engine cannot be made to show (e.g. ignoring a cancel). Selected in
 worker processes with COMPRESSION_RUNNER=fake_engine:run_recipe.
 
@@ -9,7 +9,7 @@ time, anything else reports ``baseline.epochs`` epochs of 20 batches, 0.05 s eac
 import time
 
 from compression.errors import Cancelled
-from compression.workspace import atomic_write_json
+from compression.store.workspace import atomic_write_json
 
 
 def run_recipe(recipe, out_dir, progress=None):

@@ -53,7 +53,7 @@ def worker_env(home: Path, **extra: str) -> dict:
     return env
 
 
-def start_worker(home: Path, *, module: str = "compression.jobs", workers: int = 1, **env: str) -> subprocess.Popen:
+def start_worker(home: Path, *, module: str = "compression", workers: int = 1, **env: str) -> subprocess.Popen:
     """A foreground worker (``python -m <module> worker``) in its own process group."""
     log = open(home / f"worker-{time.monotonic_ns()}.out", "ab")
     proc = subprocess.Popen(

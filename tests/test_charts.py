@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from compression import charts, dashboard, uploads  # noqa: E402
 from compression.errors import RecipeError  # noqa: E402
-from compression.results import ResultsError, load_run, try_load_run  # noqa: E402
+from compression.store.results import ResultsError, load_run, try_load_run  # noqa: E402
 from synthetic import make_workspace  # noqa: E402
 
 
@@ -347,7 +347,7 @@ def test_schedule_warnings_catch_a_mask_that_never_updates(ws):
 @pytest.mark.slow
 def test_the_engine_check_in_a_subprocess_refuses_damaged_weights(home, tmp_path):
     """The cheap checks pass a .keras file whose weights are cut short; the engine's full load does not."""
-    pytest.importorskip("compression.models")
+    pytest.importorskip("compression.engine.models")
     code = ("import compression, sys; from compression import models; from compression.choices import Arch; "
             "models.save(models.build(Arch.LENET_300_100, (8, 8, 1), 10), sys.argv[1])")
     import subprocess
@@ -368,7 +368,7 @@ def test_the_engine_check_in_a_subprocess_refuses_damaged_weights(home, tmp_path
 def test_flip_counts_cover_the_whole_test_split_not_just_the_gallery():
     import numpy as np
 
-    from compression.charts import flip_counts
+    from compression.studio.charts import flip_counts
 
     y = np.array([0, 1, 2, 3, 4, 5])
     base = np.array([0, 1, 2, 0, 4, 1])   # right, right, right, wrong, right, wrong

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 VIEWS = ["views/home.py", "views/baseline.py", "views/pipeline.py", "views/runs.py", "views/results.py", "views/compare.py"]
 FORBIDDEN = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "keras")
-ENGINE = ("compression.pipeline", "compression.models", "compression.metrics", "compression.export", "compression.data",
-          "compression.pruning", "compression.clustering", "compression.quantization", "compression.upload_check")
+ENGINE = ("compression.engine.pipeline", "compression.engine.models", "compression.engine.metrics", "compression.engine.export", "compression.data",
+          "compression.engine.methods.prune", "compression.engine.methods.cluster", "compression.engine.methods.quantize", "compression.studio.upload_check")
 
 
 @pytest.fixture

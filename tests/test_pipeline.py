@@ -9,7 +9,7 @@ import pytest
 
 from compression import metrics
 from compression.errors import Cancelled, DatasetError
-from compression.pipeline import run_recipe
+from compression.engine.pipeline import run_recipe
 from compression.recipe import Recipe
 from conftest import tiny_recipe
 

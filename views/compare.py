@@ -3,7 +3,7 @@
 import streamlit as st
 
 from compression import charts, dashboard
-from compression.results import try_load_run
+from compression.store.results import try_load_run
 from views._ui import PAGES, jobs_or_stop, page
 
 SUMMARY_COLUMNS = {

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from compression import dashboard
-from compression.workspace import home_dir
+from compression.store.workspace import home_dir
 from views._ui import PAGES, jobs_or_stop, page, state_badge
 
 

@@ -5,10 +5,10 @@ import json
 import streamlit as st
 
 from compression import charts, dashboard
-from compression.results import ResultsError, load_run
+from compression.store.results import ResultsError, load_run
 from views._ui import PAGES, jobs_or_stop, page, path_bytes
 
-STAGE_COLUMNS = {  # keys: compression.charts.stage_table columns
+STAGE_COLUMNS = {  # keys: compression.studio.charts.stage_table columns
     "stage": st.column_config.TextColumn("Stage", width="medium"),
     "accuracy": st.column_config.NumberColumn("Accuracy", format="percent"),
     "accuracy_delta": st.column_config.NumberColumn("Δ acc. (pts)", format="%+.2f", help="percentage points vs the baseline"),

@@ -6,11 +6,11 @@ import compression  # noqa: F401
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from .choices import LayerScope, Variant
-from .data import Dataset
-from .models import BatchReport, clone, fit, outputs_probabilities
-from .recipe import QuantizeStep
-from .selection import select
+from compression.choices import LayerScope, Variant
+from compression.data import Dataset
+from compression.engine.models import BatchReport, clone, fit, outputs_probabilities
+from compression.recipe import QuantizeStep
+from compression.engine.selection import select
 
 quantize = tfmot.quantization.keras
 combine = tfmot.experimental.combine

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .choices import LayerScope
-from .errors import RecipeError
-from .recipe import LayerSelection
+from compression.choices import LayerScope
+from compression.errors import RecipeError
+from compression.recipe import LayerSelection
 
 
 def weight_layers(model) -> list:

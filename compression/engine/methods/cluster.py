@@ -6,11 +6,11 @@ import compression  # noqa: F401
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from .choices import CentroidInit, Variant
-from .data import Dataset
-from .models import BatchReport, clone, fit, outputs_probabilities
-from .recipe import ClusterStep
-from .selection import select
+from compression.choices import CentroidInit, Variant
+from compression.data import Dataset
+from compression.engine.models import BatchReport, clone, fit, outputs_probabilities
+from compression.recipe import ClusterStep
+from compression.engine.selection import select
 
 clustering = tfmot.clustering.keras
 INIT = {

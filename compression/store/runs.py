@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .workspace import is_job_id, read_json, run_dir, runs_dir
+from compression.store.workspace import is_job_id, read_json, run_dir, runs_dir
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_STATES = ("queued", "running")

@@ -8,7 +8,7 @@ The dashboard and the CLI call the functions below; nothing else touches the que
   ``COMPRESSION_QUEUE=redis://host:6379/0`` so workers on several machines share it.
 * A worker is a Huey consumer with ``process`` workers: one forked process per
   concurrent job, restarted by the consumer when it dies. Each process imports
-  TensorFlow once (at start) and calls ``compression.pipeline.run_recipe``.
+  TensorFlow once (at start) and calls ``compression.engine.pipeline.run_recipe``.
 * Progress goes from the engine's callback to ``progress.json`` and ``status.json``,
   at most ~4 writes a second, always on the first event, stage and epoch changes.
 * Cancel: a queued job is marked cancelled and revoked; a running one gets a ``cancel``
@@ -40,11 +40,11 @@ from typing import Any, Callable
 
 from filelock import FileLock, Timeout
 
-from .errors import Cancelled, RecipeError, UserError
-from .recipe import Recipe
-from .runs import JobRecord, list_run_ids, list_statuses, read_status
-from .runs import read_log as _read_log
-from .workspace import (
+from compression.errors import Cancelled, RecipeError, UserError
+from compression.recipe import Recipe
+from compression.store.runs import JobRecord, list_run_ids, list_statuses, read_status
+from compression.store.runs import read_log as _read_log
+from compression.store.workspace import (
     append_text,
     atomic_write_json,
     atomic_write_text,
@@ -617,7 +617,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def _engine() -> Callable[[Recipe, Path, Callable[[dict], None]], dict]:
-    """The function a worker runs: ``compression.pipeline.run_recipe``.
+    """The function a worker runs: ``compression.engine.pipeline.run_recipe``.
 
     ``COMPRESSION_RUNNER=module:function`` substitutes another function with the same
     signature (tests use it to exercise faults the real engine cannot be made to show).
@@ -628,7 +628,7 @@ def _engine() -> Callable[[Recipe, Path, Callable[[dict], None]], dict]:
 
         module, _, name = spec.partition(":")
         return getattr(importlib.import_module(module), name or "run_recipe")
-    from .pipeline import run_recipe  # TensorFlow: only ever imported in a worker process
+    from compression.engine.pipeline import run_recipe  # TensorFlow: only ever imported in a worker process
 
     return run_recipe
 
@@ -917,7 +917,7 @@ def ensure_worker(home: str | os.PathLike | None = None, timeout: float = 20) ->
         package_parent = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
         with open(logfile, "ab") as out:
-            proc = _popen([sys.executable, "-m", "compression.jobs", "worker", "--home", str(root)],
+            proc = _popen([sys.executable, "-m", "compression", "worker", "--home", str(root)],
                           out, env, root)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -977,8 +977,3 @@ __all__ = [
     "worker_info",
     "worker_running",
 ]
-
-if __name__ == "__main__":  # python -m compression.jobs worker|submit|... (no TensorFlow here)
-    from compression.jobs_cli import main
-
-    sys.exit(main())

@@ -22,11 +22,13 @@ import numpy as np
 
 import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
-from . import clustering, data, export, metrics, models, pruning, quantization
-from .choices import ExportMode, Method
-from .errors import Cancelled, ModelLoadError, RecipeError, UserError
-from .ordering import PlannedStep, plan
-from .recipe import Recipe
+from compression import data
+from compression.engine import export, metrics, models
+from compression.engine.methods import cluster as clustering, prune as pruning, quantize as quantization
+from compression.choices import ExportMode, Method
+from compression.errors import Cancelled, ModelLoadError, RecipeError, UserError
+from compression.ordering import PlannedStep, plan
+from compression.recipe import Recipe
 
 log = logging.getLogger("compression")
 Progress = Callable[[dict], None]

@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import jobs
-from .choices import Method
-from .errors import UserError
-from .recipe import Recipe, default_step, step_to_dict
+from compression import jobs
+from compression.choices import Method
+from compression.errors import UserError
+from compression.recipe import Recipe, default_step, step_to_dict
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")

@@ -1,8 +1,8 @@
-"""``python -m compression.upload_check model|dataset PATH``: the engine's check of an upload.
+"""``python -m compression.studio.upload_check model|dataset PATH``: the engine's check of an upload.
 
 Runs in its own process (it imports TensorFlow through the engine) and prints one JSON line:
 ``{"ok": true, "info": ...}`` or ``{"ok": false, "error": "one line"}``. The dashboard calls
-it through ``compression.uploads.deep_check`` so the Streamlit process stays TensorFlow-free.
+it through ``compression.studio.uploads.deep_check`` so the Streamlit process stays TensorFlow-free.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import sys
 
 import compression  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 
-from .errors import UserError
+from compression.errors import UserError
 
 CANDIDATES = {
-    "model": ("compression.models", ("load_model", "inspect_model_file")),  # a full load catches damaged weights
+    "model": ("compression.engine.models", ("load_model", "inspect_model_file")),  # a full load catches damaged weights
     "dataset": ("compression.data", ("validate_npz", "load_npz")),
 }
 
@@ -46,7 +46,7 @@ def check(kind: str, path: str) -> dict:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in CANDIDATES:
-        print(json.dumps({"ok": False, "error": "usage: python -m compression.upload_check model|dataset PATH"}))
+        print(json.dumps({"ok": False, "error": "usage: python -m compression.studio.upload_check model|dataset PATH"}))
         return 2
     answer = check(argv[0], argv[1])
     print(json.dumps(answer))

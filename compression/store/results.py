@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UserError
+from compression.errors import UserError
 
 
 class ResultsError(UserError):

@@ -27,9 +27,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import ModelLoadError, UserError
-from .modelfile import CODE_LAYERS, read_config
-from .workspace import home_dir
+from compression.errors import ModelLoadError, UserError
+from compression.modelfile import CODE_LAYERS, read_config
+from compression.store.workspace import home_dir
 
 MB = 1024 * 1024
 MAX_MODEL_BYTES = 100 * MB
@@ -188,14 +188,14 @@ def deep_check(path: str | Path, kind: str, timeout: float = 180) -> str | None:
     """
     if os.environ.get("COMPRESSION_UPLOAD_DEEP_CHECK", "1") == "0":
         return None
-    module = "compression.models" if kind == "model" else "compression.data"
+    module = "compression.engine.models" if kind == "model" else "compression.data"
     try:
         if importlib.util.find_spec(module) is None:
             return None
     except (ImportError, ValueError):
         return None
     try:
-        proc = subprocess.run([sys.executable, "-m", "compression.upload_check", kind, str(path)],
+        proc = subprocess.run([sys.executable, "-m", "compression.studio.upload_check", kind, str(path)],
                               capture_output=True, text=True, timeout=timeout,
                               cwd=str(Path(__file__).resolve().parents[1]))
     except subprocess.TimeoutExpired:

@@ -3,7 +3,7 @@
 ``compression/__main__.py`` calls ``add_job_commands(subparsers)``; each subcommand sets
 ``func(args) -> exit code``. Exit codes: 0 ok, 1 the job failed (``submit --wait``) or
 the queue is unreachable, 2 a user error (bad recipe, unknown job id), with one line on
-stderr. ``python -m compression.jobs_cli ...`` runs the same commands on their own.
+stderr. ``python -m compression`` adds them to its own commands.
 
 Nothing here imports TensorFlow: ``worker`` forks worker processes that import it.
 """
@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from .errors import UserError
+from compression.errors import UserError
 
 
 def _home_arg(p: argparse.ArgumentParser) -> None:
@@ -74,7 +74,7 @@ def _guard(fn):
     """User errors (bad recipe, unknown job) -> one line on stderr and exit code 2."""
 
     def wrapped(args) -> int:
-        from .jobs import QueueError
+        from compression.jobs import QueueError
 
         try:
             return fn(args)
@@ -93,8 +93,8 @@ def _guard(fn):
 
 @_guard
 def cmd_submit(args) -> int:
-    from . import jobs
-    from .recipe import Recipe
+    from compression import jobs
+    from compression.recipe import Recipe
 
     recipe = Recipe.load(args.recipe)
     job_id = jobs.submit(recipe, args.home, base_dir=os.path.dirname(os.path.abspath(args.recipe)))
@@ -121,7 +121,7 @@ def _row(rec) -> str:
 
 @_guard
 def cmd_jobs(args) -> int:
-    from . import jobs
+    from compression import jobs
 
     recs = [r for r in jobs.list_jobs(args.home) if not args.state or r.state == args.state]
     if args.json:
@@ -138,7 +138,7 @@ def cmd_jobs(args) -> int:
 
 @_guard
 def cmd_status(args) -> int:
-    from . import jobs
+    from compression import jobs
 
     print(json.dumps(jobs.get_job(args.job, args.home).to_dict(), indent=2))
     return 0
@@ -146,7 +146,7 @@ def cmd_status(args) -> int:
 
 @_guard
 def cmd_cancel(args) -> int:
-    from . import jobs
+    from compression import jobs
 
     rec = jobs.cancel(args.job, args.home)
     if rec.state == "running":
@@ -158,10 +158,10 @@ def cmd_cancel(args) -> int:
 
 @_guard
 def cmd_logs(args) -> int:
-    from . import jobs
+    from compression import jobs
 
     job_id = jobs.resolve_job_id(args.job, args.home)
-    from .runs import resolve
+    from compression.store.runs import resolve
 
     path = resolve(job_id, args.home) / "log.txt"
     pos = 0
@@ -183,7 +183,7 @@ def cmd_logs(args) -> int:
 
 @_guard
 def cmd_worker(args) -> int:
-    from . import jobs
+    from compression import jobs
 
     if args.stop:
         stopped = jobs.stop_worker(args.home)
@@ -191,7 +191,7 @@ def cmd_worker(args) -> int:
         return 0
     if "tensorflow" in sys.modules:
         # Worker processes are forked; TensorFlow must not be loaded before the fork.
-        cmd = [sys.executable, "-m", "compression.jobs", "worker"]
+        cmd = [sys.executable, "-m", "compression", "worker"]
         for flag, value in (("--home", args.home), ("--workers", args.workers)):
             if value is not None:
                 cmd += [flag, str(value)]
@@ -204,7 +204,7 @@ def cmd_worker(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     import compression  # noqa: F401  (environment before anything else)
 
-    parser = argparse.ArgumentParser(prog="python -m compression.jobs", description="background compression jobs")
+    parser = argparse.ArgumentParser(prog="python -m compression", description="background compression jobs")
     sub = parser.add_subparsers(dest="command", required=True)
     add_job_commands(sub)
     args = parser.parse_args(argv)

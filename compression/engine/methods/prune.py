@@ -8,12 +8,12 @@ import compression  # noqa: F401
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from .choices import Schedule
-from .data import Dataset
-from .errors import RecipeError
-from .models import BatchReport, clone, fit, outputs_probabilities
-from .recipe import PruneStep
-from .selection import select
+from compression.choices import Schedule
+from compression.data import Dataset
+from compression.errors import RecipeError
+from compression.engine.models import BatchReport, clone, fit, outputs_probabilities
+from compression.recipe import PruneStep
+from compression.engine.selection import select
 
 sparsity = tfmot.sparsity.keras
 

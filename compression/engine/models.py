@@ -19,10 +19,10 @@ import numpy as np
 import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tf_keras
 
-from .choices import Arch
-from .data import Dataset
-from .errors import Cancelled, ModelLoadError
-from .modelfile import CODE_LAYERS, layer_configs, read_config
+from compression.choices import Arch
+from compression.data import Dataset
+from compression.errors import Cancelled, ModelLoadError
+from compression.modelfile import CODE_LAYERS, layer_configs, read_config
 
 keras = tf_keras
 layers = tf_keras.layers
