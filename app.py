@@ -6,7 +6,7 @@ Run it with ``streamlit run app.py``; the first session starts the background wo
 import compression  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS for anything downstream)
 import streamlit as st
 
-from compression import dashboard
+from compression.studio import dashboard
 
 st.set_page_config(page_title="Compression studio", page_icon="🗜️", layout="wide")
 

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from compression import charts, dashboard, uploads  # noqa: E402
+from compression.studio import charts, dashboard, uploads  # noqa: E402
 from compression.errors import RecipeError  # noqa: E402
 from compression.store.results import ResultsError, load_run, try_load_run  # noqa: E402
 from synthetic import make_workspace  # noqa: E402
@@ -348,7 +348,7 @@ def test_schedule_warnings_catch_a_mask_that_never_updates(ws):
 def test_the_engine_check_in_a_subprocess_refuses_damaged_weights(home, tmp_path):
     """The cheap checks pass a .keras file whose weights are cut short; the engine's full load does not."""
     pytest.importorskip("compression.engine.models")
-    code = ("import compression, sys; from compression import models; from compression.choices import Arch; "
+    code = ("import compression, sys; from compression.engine import models; from compression.choices import Arch; "
             "models.save(models.build(Arch.LENET_300_100, (8, 8, 1), 10), sys.argv[1])")
     import subprocess
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 import compression  # noqa: F401
-from compression import jobs, runs, workspace
+from compression import jobs
+from compression.store import runs, workspace
 from compression.errors import RecipeError
 from compression.recipe import Recipe
 
@@ -308,7 +309,7 @@ def test_a_job_lost_between_dequeue_and_start_is_queued_again(home, npz):
 
 
 def test_command_line_submit_jobs_status_cancel_logs(home, npz, tmp_path, capsys):
-    from compression import jobs_cli
+    from compression.jobs import cli as jobs_cli
 
     good = write_json(tmp_path / "r.json", tiny_recipe(npz))
     assert jobs_cli.main(["submit", str(good), "--home", str(home)]) == 0

@@ -16,7 +16,8 @@ import time
 import pytest
 
 import compression  # noqa: F401
-from compression import jobs, runs, workspace
+from compression import jobs
+from compression.store import runs, workspace
 
 from jobhelpers import make_npz, start_worker, stop_worker, tiny_recipe, wait_state
 

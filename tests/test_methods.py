@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from compression import clustering, data, metrics, models, pruning
+from compression import data
+from compression.engine import metrics, models
+from compression.engine.methods import cluster as clustering, prune as pruning
 from compression.choices import Variant
 from compression.errors import RecipeError
 from compression.recipe import ClusterStep, LayerSelection, Recipe

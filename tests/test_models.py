@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tf_keras
 
-from compression import data, models
+from compression import data
+from compression.engine import models
 from compression.errors import ModelLoadError
 
 

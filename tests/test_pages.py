@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from compression import dashboard  # noqa: E402
+from compression.studio import dashboard  # noqa: E402
 from synthetic import make_workspace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

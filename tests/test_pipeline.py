@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from compression import metrics
+from compression.engine import metrics
 from compression.errors import Cancelled, DatasetError
 from compression.engine.pipeline import run_recipe
 from compression.recipe import Recipe
@@ -126,7 +126,8 @@ def test_the_exported_file_runs_in_litert(pcqat_run, tiny_npz):
 
 
 def test_loaded_baseline_with_pqat_and_full_int8_keeps_sparsity(tiny_npz, tmp_path):
-    from compression import data, models
+    from compression import data
+    from compression.engine import models
 
     ds = data.load_npz(tiny_npz)
     model = models.train_baseline("lenet_300_100", ds, epochs=3, batch_size=32, seed=1)

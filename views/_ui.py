@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from compression import dashboard
+from compression.studio import dashboard
 from compression.errors import UserError
 
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:", "succeeded": ":material/check_circle:",

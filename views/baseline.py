@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from compression import charts, dashboard, uploads
+from compression.studio import charts, dashboard, uploads
 from compression.choices import Arch, DatasetName, ExportMode, options
 from compression.errors import UserError
 from compression.store.results import try_load_run

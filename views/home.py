@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from compression import dashboard
+from compression.studio import dashboard
 from compression.store.workspace import home_dir
 from views._ui import PAGES, jobs_or_stop, page, state_badge
 

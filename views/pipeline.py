@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from compression import dashboard
+from compression.studio import dashboard
 from compression.choices import Arch, CentroidInit, DatasetName, ExportMode, LayerScope, Method, Schedule, options
 from compression.errors import RecipeError
 from compression.ordering import plan

@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from compression import charts, dashboard
+from compression.studio import charts, dashboard
 from compression.store.results import ResultsError, load_run
 from views._ui import PAGES, jobs_or_stop, page, path_bytes
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from compression import dashboard
+from compression.studio import dashboard
 from compression.errors import UserError
 from views._ui import PAGES, page, state_badge
 
