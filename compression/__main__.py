@@ -173,7 +173,7 @@ def cmd_check(args) -> int:
         return _fail(str(e))
     print(f"{recipe.name}: {len(recipe.steps)} steps, {training_epochs(recipe)} training epochs, export {recipe.export.value}")
     for i, p in enumerate(plan(recipe)):
-        print(f"  {i + 1}. {p.method.value} -> {p.variant.value}: {p.description}")
+        print(f"  {i + 1}. {p.method} -> {p.variant}: {p.description}")
         for w in p.warnings:
             print(f"     warning: {w}")
     return 0
@@ -195,6 +195,44 @@ def cmd_train(args) -> int:
     except RecipeError as e:
         return _fail(str(e))
     return run_foreground(recipe, Path(args.out), args.quiet)
+
+
+def methods_catalogue() -> dict:
+    """Every registered method and exporter, with its parameters, from the registries."""
+    from compression.engine import exporters, methods
+
+    return {"methods": [m.describe_params() for m in methods.all_methods()],
+            "exporters": [e.describe() for e in exporters.all_exporters()]}
+
+
+def cmd_methods(args) -> int:
+    import json
+
+    catalogue = methods_catalogue()
+    if args.json:
+        print(json.dumps(catalogue, indent=2))
+        return 0
+    for m in catalogue["methods"]:
+        print(f"{m['name']}: {m['title']}")
+        print(f"  {m['help']}")
+        if len(m["variants"]) > 1:
+            print("  variants: " + "; ".join(f"{k} ({v})" for k, v in m["variants"].items()))
+        for name, p in m["params"].items():
+            bounds = ""
+            if "choices" in p:
+                bounds = " one of " + ", ".join(p["choices"])
+            elif "min" in p or "max" in p:
+                lo = ("(" if p.get("min_open") else "[") + (f"{p['min']:g}" if "min" in p else "-inf")
+                hi = (f"{p['max']:g}" if "max" in p else "inf") + (")" if p.get("max_open") else "]")
+                bounds = f" in {lo}, {hi}"
+            unit = f" {p['unit']}" if p.get("unit") else ""
+            default = json.dumps(p["default"])
+            print(f"    {name} ({p['kind']}{unit}, default {default}{bounds}): {p['help']}")
+        print()
+    print("exporters (every run writes each of these files):")
+    for e in catalogue["exporters"]:
+        print(f"  {e['file_name']} ({e['key']}): {e['help']}")
+    return 0
 
 
 def cmd_examples(args) -> int:
@@ -241,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate a recipe and explain its steps without running it")
     p.add_argument("recipe")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("methods", help="list the compression methods and exporters with their parameters")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("examples", help="list the ready recipes under examples/")
     p.set_defaults(func=cmd_examples)

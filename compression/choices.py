@@ -1,4 +1,8 @@
-"""Every choice a user makes, defined once. Widgets and the CLI take their options here."""
+"""Every choice a user makes, defined once. Widgets and the CLI take their options here.
+
+Method names and their variants are not here: each method declares its own, and the
+registry (compression.engine.methods) lists them.
+"""
 
 from enum import StrEnum
 
@@ -14,12 +18,6 @@ class Arch(StrEnum):
     DENSE_REDUNDANT = "dense_redundant"
     LENET_300_100 = "lenet_300_100"
     LENET_5 = "lenet_5"
-
-
-class Method(StrEnum):
-    PRUNE = "prune"
-    CLUSTER = "cluster"
-    QUANTIZE = "quantize"
 
 
 class Schedule(StrEnum):
@@ -48,14 +46,10 @@ class LayerScope(StrEnum):
     NAMES = "names"
 
 
-class Variant(StrEnum):
-    PRUNE = "prune"
-    CLUSTER = "cluster"
-    SPARSITY_PRESERVING_CLUSTER = "sparsity_preserving_cluster"
-    QAT = "qat"
-    PQAT = "pqat"
-    CQAT = "cqat"
-    PCQAT = "pcqat"
+class LrSchedule(StrEnum):
+    CONSTANT = "constant"
+    COSINE = "cosine"  # decays to zero over all training steps
+    EXPONENTIAL = "exponential"  # multiplied by decay_rate every epoch
 
 
 def options(enum: type[StrEnum]) -> list[str]:

@@ -252,6 +252,10 @@ def load_cifar10() -> Dataset:
     return make_dataset("cifar10", xtr, ytr, xte, yte, CIFAR_CLASSES)
 
 
+# What the loaders divide raw pixel values by (the input contract of a trained baseline).
+RAW_SCALE = {"digits": 16.0, "mnist": 255.0, "fashion_mnist": 255.0, "cifar10": 255.0}
+
+
 def load_digits() -> Dataset:
     from sklearn.datasets import load_digits as sk_digits
 

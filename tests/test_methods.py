@@ -1,14 +1,14 @@
-"""Each method reaches what was asked, touches only the chosen layers, and leaves its input intact."""
+"""The method protocol: every registered method keeps its contract; each reaches what was asked,
+touches only the chosen layers, keeps what earlier steps made, and leaves its input intact."""
 
 import numpy as np
 import pytest
 
 from compression import data
-from compression.engine import metrics, models
-from compression.engine.methods import cluster as clustering, prune as pruning
-from compression.choices import Variant
+from compression.engine import methods, metrics, models
+from compression.engine.methods.base import MethodContext, StepResult
 from compression.errors import RecipeError
-from compression.recipe import ClusterStep, LayerSelection, Recipe
+from compression.recipe import Recipe
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +21,11 @@ def baseline(ds):
     return models.train_baseline("lenet_300_100", ds, epochs=3, batch_size=32, seed=0)
 
 
+@pytest.fixture(scope="module")
+def pruned_80(ds, baseline):
+    return run("prune", baseline, ds, final_sparsity=0.8, epochs=1, batch_size=32).model
+
+
 def kernels(model):
     return {lw.name: lw.kernel for lw in metrics.keras_weights(model)}
 
@@ -29,36 +34,117 @@ def sparsity_of(kernel):
     return 1 - np.count_nonzero(kernel) / kernel.size
 
 
-def step(cls, **kw):
+def step(name, **kw):
     """A step as a recipe would parse it."""
-    return Recipe.from_dict({"dataset": "digits", "baseline": {"arch": "lenet_300_100"},
-                             "steps": [{"method": cls, **kw}]}).steps[0]
+    return methods.step_type(name).from_dict({"method": name, **kw}, "steps[0]")
 
 
-@pytest.mark.parametrize("kw, target", [
-    ({"initial_sparsity": 0.5, "final_sparsity": 0.8}, 0.8),
-    ({"schedule": "constant_sparsity", "target_sparsity": 0.6}, 0.6),
-    ({"initial_sparsity": 0.0, "final_sparsity": 0.95, "frequency": 1}, 0.95),
-])
-def test_pruning_reaches_the_asked_sparsity_in_every_layer(ds, baseline, kw, target):
+def run(name, model, ds, variant=None, **kw) -> StepResult:
+    method = methods.get(name)
+    s = step(name, **kw)
+    ctx = MethodContext(baseline=model, initial_weights=None, earlier=[],
+                        variant=variant or method.variant(s, frozenset()), where="steps[0]")
+    return method.apply(model, ds, s, ctx)
+
+
+# --- the contract, for every registered method ------------------------------------------------
+
+# What each method must reach on the tiny model, with a cheap fine-tuning.
+TARGETS = {
+    "prune": ({"final_sparsity": 0.7, "epochs": 1, "batch_size": 32},
+              lambda m: all(sparsity_of(k) == pytest.approx(0.7, abs=0.01) for k in kernels(m).values())),
+    "cluster": ({"number_of_clusters": 8, "epochs": 1, "batch_size": 32},
+                lambda m: all(np.unique(k).size <= 8 for k in kernels(m).values())),
+    "quantize": ({"epochs": 1, "batch_size": 64},
+                 lambda m: any(layer.__class__.__name__.startswith("Quantize") for layer in m.layers)),
+}
+
+
+def test_every_registered_method_has_a_contract_here():
+    assert set(methods.names()) == set(TARGETS), "a new method needs its target in TARGETS"
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_each_method_reaches_its_target_and_leaves_its_input_intact(name, ds, baseline):
     before = [w.copy() for w in baseline.get_weights()]
-    pruned, _ = pruning.apply(baseline, ds, step("prune", epochs=2, batch_size=32, **kw))
-    for name, k in kernels(pruned).items():
-        assert sparsity_of(k) == pytest.approx(target, abs=0.01), name
-    for a, b in zip(before, baseline.get_weights()):  # the input model is untouched
+    kw, reached = TARGETS[name]
+    result = run(name, baseline, ds, **kw)
+    assert isinstance(result, StepResult) and reached(result.model)
+    assert result.stats, "stats hold target vs achieved"
+    for a, b in zip(before, baseline.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_each_method_declares_every_parameter_and_refuses_bad_values_in_one_line(name):
+    method = methods.get(name)
+    described = method.describe_params()
+    assert described["help"] and described["title"] and described["variants"]
+    for pname, p in described["params"].items():
+        assert p["help"], f"{name}.{pname} has no help"
+        assert "default" in p
+        bad = {"float": 7.5, "int": -3, "bool": "yes", "enum": "nonsense", "layers": 3,
+               "per_layer_float": {"fc1": "x"}, "per_layer_int": 1.5, "pair": [1]}[p["kind"]]
+        if p["kind"] == "float" and p.get("max", 10) >= 7.5:
+            bad = -1.0
+        with pytest.raises(RecipeError) as info:
+            step(name, **{pname: bad})
+        text = str(info.value)
+        assert "\n" not in text and text.startswith(f"steps[0].{pname}"), text
+    with pytest.raises(RecipeError, match="unknown field"):
+        step(name, not_a_parameter=1)
+
+
+def test_methods_kept_what_earlier_steps_made_when_ordered_safely(ds, pruned_80):
+    method = methods.get("cluster")
+    s = step("cluster", number_of_clusters=8, epochs=1, batch_size=32)
+    assert method.variant(s, frozenset({"prune"})) == "sparsity_preserving_cluster"
+    kept = run("cluster", pruned_80, ds, variant="sparsity_preserving_cluster", number_of_clusters=8, epochs=1,
+               batch_size=32).model
+    for name, k in kernels(kept).items():
+        assert sparsity_of(k) == pytest.approx(0.8, abs=0.01), name
+        assert np.unique(k).size <= 9  # 8 centroids and the pruned zeros
+    # Plain clustering moves the zeros to the nearest centroid: that is what preserving prevents.
+    lost = run("cluster", pruned_80, ds, variant="cluster", number_of_clusters=8, epochs=1, batch_size=32).model
+    assert sparsity_of(kernels(lost)["fc1"]) < 0.5
+
+
+# --- pruning ------------------------------------------------------------------------------------
+
+
+def test_constant_sparsity_reaches_its_target_and_reports_it(ds, baseline):
+    result = run("prune", baseline, ds, schedule="constant_sparsity", target_sparsity=0.6, epochs=1, batch_size=32)
+    for name, k in kernels(result.model).items():
+        assert sparsity_of(k) == pytest.approx(0.6, abs=0.01), name
+    stat = result.stats["target_sparsity"]
+    assert stat["target"] == 0.6 and stat["achieved"] == pytest.approx(0.6, abs=0.01)
 
 
 def test_short_fine_tuning_still_reaches_the_target_and_says_why(ds, baseline):
     # 270 samples / 32 = 9 steps per epoch: frequency 100 would never update the mask.
-    s = step("prune", final_sparsity=0.7, frequency=100, epochs=1, batch_size=32)
-    pruned, notes = pruning.apply(baseline, ds, s)
-    assert any("frequency lowered" in n for n in notes)
-    assert all(sparsity_of(k) == pytest.approx(0.7, abs=0.01) for k in kernels(pruned).values())
+    result = run("prune", baseline, ds, final_sparsity=0.7, frequency=100, epochs=1, batch_size=32)
+    assert any("frequency lowered from 100" in n for n in result.notes)
+    assert all(sparsity_of(k) == pytest.approx(0.7, abs=0.01) for k in kernels(result.model).values())
+
+
+def test_per_layer_sparsity_follows_the_map_and_the_default_elsewhere(ds, baseline):
+    result = run("prune", baseline, ds, final_sparsity={"fc1": 0.9, "output": 0.5}, epochs=1, batch_size=32)
+    ks = kernels(result.model)
+    assert sparsity_of(ks["fc1"]) == pytest.approx(0.9, abs=0.01)
+    assert sparsity_of(ks["output"]) == pytest.approx(0.5, abs=0.01)
+    assert sparsity_of(ks["fc2"]) == pytest.approx(0.8, abs=0.01)  # the declared default
+    per_layer = result.stats["final_sparsity"]["per_layer"]
+    assert per_layer["fc1"]["target"] == 0.9 and per_layer["fc1"]["achieved"] == pytest.approx(0.9, abs=0.01)
+
+
+def test_a_per_layer_map_naming_an_unknown_layer_lists_the_models_layers(ds, baseline):
+    with pytest.raises(RecipeError, match=r"steps\[0\]\.final_sparsity\.fc9: no layer with weights named 'fc9'; "
+                                          "the model's layers with weights: fc1, fc2, output"):
+        run("prune", baseline, ds, final_sparsity={"fc9": 0.9}, epochs=1)
 
 
 def test_m_by_n_pruning_zeroes_m_of_every_n(ds, baseline):
-    pruned, _ = pruning.apply(baseline, ds, step("prune", sparsity_m_by_n=[2, 4], epochs=1, batch_size=32))
+    pruned = run("prune", baseline, ds, sparsity_m_by_n=[2, 4], epochs=1, batch_size=32).model
     k = kernels(pruned)["fc2"]  # (300, 100): blocks of 4 along the input axis
     blocks = (k.T.reshape(k.shape[1], -1, 4) != 0).sum(axis=-1)
     assert blocks.max() <= 2
@@ -66,45 +152,32 @@ def test_m_by_n_pruning_zeroes_m_of_every_n(ds, baseline):
 
 
 def test_pruning_only_the_chosen_layers(ds, baseline):
-    pruned, _ = pruning.apply(baseline, ds, step("prune", final_sparsity=0.8, epochs=1, layers={"names": ["fc2"]}))
-    ks = kernels(pruned)
+    ks = kernels(run("prune", baseline, ds, final_sparsity=0.8, epochs=1, layers={"names": ["fc2"]}).model)
     assert sparsity_of(ks["fc2"]) == pytest.approx(0.8, abs=0.01)
     assert sparsity_of(ks["fc1"]) < 0.05 and sparsity_of(ks["output"]) < 0.05
-    pruned, _ = pruning.apply(baseline, ds, step("prune", final_sparsity=0.8, epochs=1, layers="all_but_first_last"))
-    ks = kernels(pruned)
-    assert sparsity_of(ks["fc2"]) > 0.75 and sparsity_of(ks["fc1"]) < 0.05
 
 
 def test_an_unknown_layer_name_is_a_clear_error(ds, baseline):
     with pytest.raises(RecipeError, match="no layer with weights named 'fc9'; there are: fc1, fc2, output"):
-        pruning.apply(baseline, ds, step("prune", layers={"names": ["fc9"]}))
+        run("prune", baseline, ds, layers={"names": ["fc9"]})
 
 
-@pytest.mark.parametrize("init", ["linear", "random", "density_based", "kmeans_plus_plus"])
+# --- clustering ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", ["linear", "density_based"])
 def test_clustering_leaves_at_most_n_values_per_kernel(ds, baseline, init):
-    s = ClusterStep(number_of_clusters=8, cluster_centroids_init=init, epochs=1, batch_size=32)
-    clustered = clustering.apply(baseline, ds, s, Variant.CLUSTER)
-    for name, k in kernels(clustered).items():
+    result = run("cluster", baseline, ds, number_of_clusters=8, cluster_centroids_init=init, epochs=1, batch_size=32)
+    for name, k in kernels(result.model).items():
         assert np.unique(k).size <= 8, name
+    assert result.stats["number_of_clusters"]["achieved"] <= 8
     assert np.unique(kernels(baseline)["fc1"]).size > 1000  # the input is untouched
 
 
-def test_sparsity_preserving_clustering_keeps_the_zeros(ds, baseline):
-    pruned, _ = pruning.apply(baseline, ds, step("prune", final_sparsity=0.8, epochs=1, batch_size=32))
-    s = ClusterStep(number_of_clusters=8, epochs=1, batch_size=32)
-    kept = clustering.apply(pruned, ds, s, Variant.SPARSITY_PRESERVING_CLUSTER)
-    lost = clustering.apply(pruned, ds, s, Variant.CLUSTER)
-    for name, k in kernels(kept).items():
-        assert sparsity_of(k) == pytest.approx(0.8, abs=0.01), name
-        assert np.unique(k).size <= 8
-    # Plain clustering moves the zeros to the nearest centroid: that is what preserving prevents.
-    assert sparsity_of(kernels(lost)["fc1"]) < 0.5
-
-
-def test_layer_selection_types(ds, baseline):
-    s = ClusterStep(number_of_clusters=4, epochs=1, layers=LayerSelection.parse({"types": ["Dense"]}, "x"))
-    clustered = clustering.apply(baseline, ds, s, Variant.CLUSTER)
-    assert all(np.unique(k).size <= 4 for k in kernels(clustered).values())
+def test_per_layer_clusters_and_type_selection(ds, baseline):
+    result = run("cluster", baseline, ds, number_of_clusters={"fc1": 4}, layers={"types": ["Dense"]}, epochs=1,
+                 batch_size=32)
+    ks = kernels(result.model)
+    assert np.unique(ks["fc1"]).size <= 4 and 4 < np.unique(ks["fc2"]).size <= 16
     with pytest.raises(RecipeError, match="no layer of type Conv2D"):
-        clustering.apply(baseline, ds, ClusterStep(layers=LayerSelection.parse({"types": ["Conv2D"]}, "x")),
-                         Variant.CLUSTER)
+        run("cluster", baseline, ds, layers={"types": ["Conv2D"]})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from compression.engine import metrics
-from compression.errors import Cancelled, DatasetError
+from compression.errors import Cancelled, DatasetError, RecipeError
 from compression.engine.pipeline import run_recipe
 from compression.recipe import Recipe
 from conftest import tiny_recipe
@@ -57,7 +57,8 @@ def test_final_figures_are_read_from_the_file_itself(pcqat_run):
     for k, row in zip(kernels, report["final"]["layers"]):
         assert k.kernel.dtype == np.int8  # quantized in the file
         assert row["sparsity"] == pytest.approx(1 - np.count_nonzero(k.kernel) / k.kernel.size)
-        assert row["unique_values"] == metrics.unique_count(k.kernel, k.channel_axis)
+        assert row["unique_values"] == np.unique(k.kernel).size  # one unit: distinct values in the layer
+        assert row["unique_values_per_channel"] == metrics.unique_per_channel(k.kernel, k.channel_axis)
     assert report["final"]["tflite_bytes"] == (out / "model.tflite").stat().st_size
     # int8 weights: about a quarter of the float32 baseline file
     assert report["final"]["tflite_bytes"] < 0.4 * report["baseline"]["metrics"]["tflite_bytes"]
@@ -84,7 +85,7 @@ def test_report_has_the_agreed_shape(pcqat_run):
     assert not list(out.glob(".partial*"))
 
 
-def test_dashboard_files_hold_histograms_and_predictions(pcqat_run):
+def test_dashboard_files_hold_histograms_and_predictions(pcqat_run, tiny_npz):
     out, report, _ = pcqat_run
     weights = json.loads((out / "weights.json").read_text())
     assert [s["stage"] for s in weights["stages"]] == ["baseline", "prune", "cluster", "quantize", "final"]
@@ -97,11 +98,78 @@ def test_dashboard_files_hold_histograms_and_predictions(pcqat_run):
     assert 1 < len(clustered["values"]) <= 8 and sum(clustered["value_counts"]) == clustered["total"]
     with np.load(out / "predictions.npz", allow_pickle=False) as p:
         y, base, final = p["y_true"], p["baseline_pred"], p["final_pred"]
-        assert len(y) == len(base) == len(final) == 100
-        np.testing.assert_array_equal(np.flatnonzero(base != final)[: len(p["changed_index"])].size,
-                                      len(p["changed_index"]))
-        assert p["changed_images"].shape[1:] == (8, 8) and p["changed_images"].dtype == np.uint8
-        assert float(np.mean(final == y)) == pytest.approx(report["final"]["accuracy"])
+        idx, images = p["changed_index"], p["changed_images"]
+    assert len(y) == len(base) == len(final) == 100
+    assert float(np.mean(final == y)) == pytest.approx(report["final"]["accuracy"])
+    # The gallery: every sample whose prediction changed (up to 64), forgotten ones first
+    # (the baseline was right, the compressed file is wrong), each in test-split order.
+    changed = np.flatnonzero(base != final)
+    forgotten = [i for i in changed if base[i] == y[i]]
+    others = [i for i in changed if base[i] != y[i]]
+    assert list(idx) == (forgotten + others)[:64]
+    from compression import data
+
+    ds = data.load_npz(tiny_npz)
+    assert images.dtype == np.uint8 and images.shape == (len(idx), 8, 8)
+    np.testing.assert_array_equal(images, ds.display_images(idx))
+
+
+def test_stages_report_target_against_achieved_and_their_notes(pcqat_run):
+    out, report, _ = pcqat_run
+    prune, cluster, qat = report["stages"]
+    sparsity = prune["stats"]["final_sparsity"]
+    assert sparsity["target"] == 0.8 and sparsity["achieved"] == pytest.approx(0.8, abs=0.01)
+    assert set(sparsity["per_layer"]) == {"fc1", "fc2", "output"}
+    # 270 samples / 32 = 9 steps per epoch, 18 in all: frequency 100 had to be lowered, and it says so
+    assert any("frequency lowered from 100" in n for n in prune["notes"])
+    assert cluster["stats"]["number_of_clusters"]["achieved"] <= 8
+    assert qat["stats"]["variant"]["achieved"] == "pcqat"
+
+
+def test_keras_size_is_the_file_the_user_downloads(pcqat_run):
+    import zipfile
+    import io
+
+    out, report, _ = pcqat_run
+    # the last stage's model is model.keras: its measured size is that file's
+    last = report["stages"][-1]["metrics"]
+    data = (out / "model.keras").read_bytes()
+    assert last["keras_bytes"] == len(data)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("model.keras", data)
+    assert last["keras_zip_bytes"] == len(buf.getvalue())
+
+
+def test_the_baseline_keeps_its_untrained_weights_for_later_methods(pcqat_run):
+    out, report, _ = pcqat_run
+    assert report["artifacts"]["baseline_init"] == "baseline_init.npz"
+    with np.load(out / "baseline_init.npz") as z:
+        first = z["w0"]
+    assert first.shape == (64, 300)
+    base_fc1 = json.loads((out / "weights.json").read_text())["stages"][0]["layers"][0]
+    assert not (first.min() == base_fc1["min"] and first.max() == base_fc1["max"])
+
+
+def test_the_input_contract_travels_with_the_report(pcqat_run):
+    _, report, _ = pcqat_run
+    contract = report["input"]
+    assert contract["shape"] == [1, 8, 8] and contract["dtype"] == "float32"
+    assert len(contract["class_names"]) == 10 and "class" in contract["output"]
+
+
+def test_a_layer_the_file_reader_misses_fails_the_measurement_by_name(pcqat_run, tiny_npz, monkeypatch):
+    from compression import data
+    from compression.choices import ExportMode
+    from compression.engine import measure
+
+    out, report, _ = pcqat_run
+    real = metrics.tflite_weights
+    monkeypatch.setattr(metrics, "tflite_weights", lambda tfl, names: [lw for lw in real(tfl, names)
+                                                                        if lw.name != "fc2"])
+    with pytest.raises(measure.MeasurementError, match="layer fc2 in the exported TFLite file"):
+        measure.measure_file((out / "model.tflite").read_bytes(), data.load_npz(tiny_npz), 1,
+                             ["fc1", "fc2", "output"], ExportMode.INT8_DYNAMIC)
 
 
 def test_progress_goes_from_start_to_done_through_every_stage(pcqat_run):
@@ -185,3 +253,57 @@ def test_a_missing_dataset_file_is_a_user_error(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         run_recipe(Recipe.from_dict(recipe), tmp_path / "run")
     assert not (tmp_path / "run" / "report.json").exists()
+
+
+# --- adding a method is one module: a throwaway one goes through validation, planning and the run
+
+
+def test_a_registered_throwaway_method_runs_through_validation_planning_and_the_pipeline(tiny_npz, tmp_path):
+    from dataclasses import dataclass
+
+    from compression.engine import methods
+    from compression.engine.methods.base import Method, StepConfig, StepResult, param
+    from compression.ordering import plan
+
+    @dataclass(frozen=True)
+    class HalveStep(StepConfig):
+        method = "halve"
+        factor: float = param(0.5, "multiply every kernel by this", lo=0, hi=1, lo_open=True)
+
+    class Halve(Method):
+        name = "halve"
+        title = "Halve"
+        help = "Scales every kernel down (a stand-in for a new method)."
+        step_type = HalveStep
+        undoes = {"cluster": "scaling after clustering moves the centroids"}
+        variants = {"halve": "Halving the kernels"}
+
+        def apply(self, model, ds, step, ctx):
+            from compression.engine.models import clone
+
+            out = clone(model)
+            for layer in out.layers:
+                if getattr(layer, "kernel", None) is not None:
+                    layer.kernel.assign(layer.kernel * step.factor)
+            return StepResult(out, [f"scaled by {step.factor}"], {"factor": {"target": step.factor,
+                                                                             "achieved": step.factor}})
+
+    methods.register(Halve())
+    try:
+        with pytest.raises(RecipeError, match=r"steps\[1\]\.factor: 2 is outside \(0, 1\]"):
+            Recipe.from_dict(tiny_recipe(tiny_npz, [PRUNE, {"method": "halve", "factor": 2}]))
+        with pytest.raises(RecipeError, match="halve after cluster is refused: scaling after clustering"):
+            Recipe.from_dict(tiny_recipe(tiny_npz, [CLUSTER, {"method": "halve"}]))
+        recipe = Recipe.from_dict(tiny_recipe(tiny_npz, [PRUNE, {"method": "halve", "factor": 0.25}],
+                                              baseline={"arch": "lenet_300_100", "epochs": 1, "batch_size": 32}))
+        assert [p.variant for p in plan(recipe)] == ["prune", "halve"]
+        report = run_recipe(recipe, tmp_path)
+        stage = report["stages"][1]
+        assert stage["method"] == "halve" and stage["notes"] == ["scaled by 0.25"]
+        assert stage["stats"]["factor"]["achieved"] == 0.25
+        assert stage["metrics"]["sparsity"] == pytest.approx(0.8, abs=0.01)  # pruning's zeros stay zeros
+        assert json.loads((tmp_path / "report.json").read_text())["stages"][1]["method"] == "halve"
+    finally:
+        methods.unregister("halve")
+    with pytest.raises(RecipeError, match="'halve' is not a method"):
+        Recipe.from_dict(tiny_recipe(tiny_npz, [{"method": "halve"}]))

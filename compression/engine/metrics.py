@@ -43,10 +43,17 @@ class LayerWeights:
         return self.kernel if self.dequantized is None else self.dequantized
 
 
-def unique_count(kernel: np.ndarray, channel_axis: int | None = None) -> int:
-    """Distinct values; per-channel files count per channel and report the largest."""
+def unique_count(kernel: np.ndarray) -> int:
+    """Distinct values in the whole layer (the one unit of "distinct values")."""
+    return int(np.unique(kernel).size)
+
+
+def unique_per_channel(kernel: np.ndarray, channel_axis: int | None) -> int | None:
+    """The largest count of distinct values in one output channel, for files that quantize per
+    channel (each channel has its own scale, so a clustered layer shows its clusters per
+    channel); None where the file does not quantize per channel."""
     if channel_axis is None:
-        return int(np.unique(kernel).size)
+        return None
     moved = np.moveaxis(kernel, channel_axis, 0).reshape(kernel.shape[channel_axis], -1)
     return int(max(np.unique(row).size for row in moved))
 
@@ -63,7 +70,8 @@ def layer_stats(weights: list[LayerWeights]) -> tuple[list[dict], dict]:
             "params": int(k.size) + bias_n,
             "nonzero": nonzero_k + bias_nz,
             "sparsity": float(1 - nonzero_k / k.size) if k.size else 0.0,
-            "unique_values": unique_count(k, lw.channel_axis),
+            "unique_values": unique_count(k),
+            "unique_values_per_channel": unique_per_channel(k, lw.channel_axis),
         })
     total = sum(r["params"] for r in rows)
     nonzero = sum(r["nonzero"] for r in rows)
@@ -154,19 +162,11 @@ def tflite_weights(tflite: bytes, layer_names: list[str]) -> list[LayerWeights]:
 
 
 def zipped_size(data: bytes, name: str = "model") -> int:
+    """Size of ``data`` in a deflated zip archive: what a download or an app bundle costs."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr(name, data)
     return len(buf.getvalue())
-
-
-def keras_zip_bytes(model) -> int:
-    """The weights file zipped, as the textbook's get_size: what pruning and clustering save on disk."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "weights.h5")
-        model.save_weights(path)
-        with open(path, "rb") as f:
-            return zipped_size(f.read(), "weights.h5")
 
 
 # --- running TFLite files ------------------------------------------------------------------
@@ -207,8 +207,32 @@ def tflite_predict(tflite: bytes, x: np.ndarray, batch: int = 256) -> np.ndarray
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
 
+def timing_lock(timeout_s: float = 600.0):
+    """A machine-wide lock around latency timing, so that two jobs never time at once (each
+    would slow the other). After ``timeout_s`` the timing runs anyway."""
+    from filelock import FileLock
+
+    return FileLock(os.path.join(tempfile.gettempdir(), "compression-timing.lock"), timeout=timeout_s)
+
+
 def latency_ms(tflite: bytes, sample: np.ndarray, runs: int = 50, warmup: int = 5) -> float:
-    """Median wall time of one batch-1 invoke on one thread, after warm-up."""
+    """Median wall time of one batch-1 invoke on one thread, after warm-up, while no other
+    job on this machine is timing (see ``timing_lock``)."""
+    from filelock import Timeout
+
+    lock = timing_lock()
+    try:
+        lock.acquire()
+    except Timeout:
+        lock = None
+    try:
+        return _latency_ms(tflite, sample, runs, warmup)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _latency_ms(tflite: bytes, sample: np.ndarray, runs: int, warmup: int) -> float:
     interp = interpreter(tflite, threads=1)
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]

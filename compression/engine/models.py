@@ -115,23 +115,40 @@ def outputs_probabilities(model: keras.Model) -> bool:
     return "softmax" in name or last.__class__.__name__ == "Softmax"
 
 
-def compile_for_training(model: keras.Model, learning_rate: float, from_logits: bool | None = None) -> None:
+def learning_rate_schedule(learning_rate: float, lr_schedule: str, total_steps: int, steps_per_epoch: int,
+                           decay_rate: float = 0.9):
+    """A Keras learning-rate schedule: constant, cosine decay to zero over all steps, or
+    exponential decay by ``decay_rate`` per epoch."""
+    if lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps))
+    if lr_schedule == "exponential":
+        return keras.optimizers.schedules.ExponentialDecay(learning_rate, decay_steps=max(1, steps_per_epoch),
+                                                           decay_rate=decay_rate)
+    return learning_rate
+
+
+def compile_for_training(model: keras.Model, learning_rate, from_logits: bool | None = None,
+                         weight_decay: float = 0.0) -> None:
     if from_logits is None:
         from_logits = not outputs_probabilities(model)
+    optimizer = (keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay) if weight_decay
+                 else keras.optimizers.Adam(learning_rate))
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
         metrics=["accuracy"],
     )
 
 
 def fit(model: keras.Model, ds: Dataset, *, epochs: int, batch_size: int, learning_rate: float,
+        lr_schedule: str = "constant", decay_rate: float = 0.9, weight_decay: float = 0.0,
         report: BatchReport | None = None, callbacks=(), from_logits: bool | None = None) -> None:
     """Train in place on the training split, validating on the fixed validation split."""
     if epochs <= 0:
         return
-    compile_for_training(model, learning_rate, from_logits)
     batches = math.ceil(len(ds.x_train) / batch_size)
+    lr = learning_rate_schedule(learning_rate, str(lr_schedule), epochs * batches, batches, decay_rate)
+    compile_for_training(model, lr, from_logits, weight_decay)
     cbs = list(callbacks)
     if report is not None:
         cbs.append(ReportProgress(report, epochs, batches))
@@ -146,12 +163,19 @@ def fit(model: keras.Model, ds: Dataset, *, epochs: int, batch_size: int, learni
         raise
 
 
+NEEDS_CHANNEL_AXIS = {Arch.LENET_5}  # convolutional baselines take (H, W, C) images
+
+
+def needs_channel_axis(arch: Arch | str) -> bool:
+    return Arch(arch) in NEEDS_CHANNEL_AXIS
+
+
 def train_baseline(arch: Arch | str, ds: Dataset, *, epochs: int, batch_size: int, seed: int,
-                   learning_rate: float = 1e-3, report: BatchReport | None = None) -> keras.Model:
-    if Arch(arch) == Arch.LENET_5:
+                   learning_rate: float = 1e-3, report: BatchReport | None = None, **training) -> keras.Model:
+    if needs_channel_axis(arch):
         ds = ds.with_channel_axis()
     model = build(arch, ds.input_shape, ds.num_classes, seed)
-    fit(model, ds, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, report=report)
+    fit(model, ds, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, report=report, **training)
     return model
 
 
@@ -188,7 +212,17 @@ def architecture_table(model: keras.Model) -> list[dict]:
 
 
 def save(model: keras.Model, path: Path) -> None:
-    model.save(str(path))
+    """The model as a .keras file, without optimizer state (half the file, of no use to a user).
+
+    The native format has no include_optimizer switch: the optimizer is detached while saving."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        model.optimizer = None
+    try:
+        model.save(str(path))
+    finally:
+        if optimizer is not None:
+            model.optimizer = optimizer
 
 
 def _check_layers(config: dict, name: str) -> None:

@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+
 from pathlib import Path
 from typing import Callable
 
@@ -23,9 +23,11 @@ import numpy as np
 import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 from compression import data
-from compression.engine import export, metrics, models
-from compression.engine.methods import cluster as clustering, prune as pruning, quantize as quantization
-from compression.choices import ExportMode, Method
+from compression.engine import exporters, methods, metrics, models
+from compression.engine.exporters import ExportContext
+from compression.engine.measure import Measured, measure_keras, stage_facts, undone_sentences
+from compression.engine.methods.base import MethodContext, StepResult
+from compression.engine.methods.quantize import float_copy, is_qat
 from compression.errors import Cancelled, ModelLoadError, RecipeError, UserError
 from compression.ordering import PlannedStep, plan
 from compression.recipe import Recipe
@@ -95,103 +97,39 @@ class Tracker:
         self.emit(phase="measure", message=f"{self.stage}: measured {what}")
 
 
-# --- measuring a stage -----------------------------------------------------------------------
-
-
-@dataclass
-class Measured:
-    metrics: dict
-    weights: list  # metrics.LayerWeights
-    predictions: np.ndarray
-    tflite: bytes
-
-
-def measure_keras(model, ds: data.Dataset, mode: ExportMode, runs: int, kernel_names: list[str],
-                  qat: bool) -> Measured:
-    """Metrics of a stage: weights and accuracy from the Keras model, sizes and latency from its
-    TFLite file (float32; a QAT stage: the int8 file it exports to). A QAT model's weights
-    are read from its int8 file, since that is where its quantized kernels exist."""
-    tfl = export.to_tflite(model, mode if qat else ExportMode.FLOAT32, ds.x_train)
-    weights = metrics.tflite_weights(tfl, kernel_names) if qat else metrics.keras_weights(model)
-    preds = models.predict_classes(model, ds.x_test)
-    rows, summary = metrics.layer_stats(weights)
-    out = {
-        "accuracy": metrics.accuracy(ds.y_test, preds),
-        **summary,
-        "layers": rows,
-        "keras_zip_bytes": metrics.keras_zip_bytes(model),
-        "tflite_bytes": len(tfl),
-        "tflite_zip_bytes": metrics.zipped_size(tfl, "model.tflite"),
-        "latency_ms": metrics.latency_ms(tfl, ds.x_test[0], runs=runs),
-        "per_class_recall": metrics.per_class_recall(ds.y_test, preds, ds.num_classes),
-        "tflite_mode": (mode if qat else ExportMode.FLOAT32).value,
-    }
-    return Measured(out, weights, preds, tfl)
-
-
-def measure_file(tfl: bytes, ds: data.Dataset, runs: int, kernel_names: list[str], mode: ExportMode) -> Measured:
-    """Metrics of the exported file, everything read from or run on the file itself."""
-    weights = metrics.tflite_weights(tfl, kernel_names)
-    preds = metrics.tflite_predict(tfl, ds.x_test)
-    rows, summary = metrics.layer_stats(weights)
-    out = {
-        "export": mode.value,
-        "accuracy": metrics.accuracy(ds.y_test, preds),
-        **summary,
-        "layers": rows,
-        "tflite_bytes": len(tfl),
-        "tflite_zip_bytes": metrics.zipped_size(tfl, "model.tflite"),
-        "latency_ms": metrics.latency_ms(tfl, ds.x_test[0], runs=runs),
-        "per_class_recall": metrics.per_class_recall(ds.y_test, preds, ds.num_classes),
-    }
-    return Measured(out, weights, preds, tfl)
-
-
-def _max_unique(m: dict, names: set[str] | None = None) -> int:
-    vals = [row["unique_values"] for row in m["layers"] if names is None or row["name"] in names]
-    return max(vals) if vals else 0
-
-
-def undone_sentences(stages: list[dict], baseline: dict, final: dict) -> list[str]:
-    """What later stages (or the export) measurably took back from earlier ones."""
-    out = []
-    chain = [("baseline", baseline)] + [(s["method"], s["metrics"]) for s in stages]
-    for i in range(1, len(chain)):
-        (prev_name, prev), (name, now) = chain[i - 1], chain[i]
-        if prev["sparsity"] - now["sparsity"] > 0.01:
-            out.append(f"{name} undid sparsity: {prev['sparsity']:.1%} after {prev_name}, {now['sparsity']:.1%} after {name}")
-        if prev_name == "cluster" and _max_unique(now) > _max_unique(prev):
-            out.append(f"{name} undid clustering: at most {_max_unique(prev)} distinct values per layer after cluster, "
-                       f"{_max_unique(now)} after {name}")
-        if prev_name == "quantize" and name != "quantize":
-            out.append(f"{name} after quantize dropped the ranges QAT learned; the file is quantized after training instead")
-    last_name, last = chain[-1]
-    if last["sparsity"] - final["sparsity"] > 0.01:
-        out.append(f"the export undid sparsity: {last['sparsity']:.1%} after {last_name}, {final['sparsity']:.1%} in the file")
-    return out
-
-
 # --- the run ------------------------------------------------------------------------------------
 
 
+INIT_WEIGHTS = "baseline_init.npz"  # the trained baseline's weights before training (lottery tickets)
+
+
 def _baseline(recipe: Recipe, ds: data.Dataset, tracker: Tracker):
+    """The baseline model, the dataset laid out for it, where it came from, and its initial
+    (untrained) weights where they are known."""
     b = recipe.baseline
     if b.path is not None:
         model = models.load_model(b.path)
         ds = models.adapt(model, ds, Path(b.path).name)
-        return model, ds, "loaded"
-    ds_b = ds.with_channel_axis() if b.arch.value == "lenet_5" else ds
-    model = models.train_baseline(b.arch, ds_b, epochs=b.epochs, batch_size=b.batch_size, seed=b.seed,
-                                  learning_rate=b.learning_rate, report=tracker.batch_report())
-    return model, ds_b, "trained"
+        return model, ds, "loaded", _initial_weights_beside(Path(b.path), model)
+    ds_b = ds.with_channel_axis() if models.needs_channel_axis(b.arch) else ds
+    model = models.build(b.arch, ds_b.input_shape, ds_b.num_classes, b.seed)
+    initial = [w.copy() for w in model.get_weights()]
+    models.fit(model, ds_b, **b.training(), report=tracker.batch_report())
+    return model, ds_b, "trained", initial
 
 
-def _apply(step, planned: PlannedStep, model, ds, report, where):
-    if step.method == Method.PRUNE:
-        return pruning.apply(model, ds, step, report=report, where=where)
-    if step.method == Method.CLUSTER:
-        return clustering.apply(model, ds, step, planned.variant, report=report, where=where), []
-    return quantization.apply(model, ds, step, planned.variant, report=report, where=where), []
+def _initial_weights_beside(path: Path, model) -> list | None:
+    """A baseline.keras written by an earlier run keeps its initial weights next to it."""
+    f = path.with_name(INIT_WEIGHTS)
+    if not f.is_file():
+        return None
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            arrays = [z[f"w{i}"] for i in range(len(z.files))]
+    except (OSError, ValueError, KeyError):
+        return None
+    shapes = [tuple(w.shape) for w in model.get_weights()]
+    return arrays if [a.shape for a in arrays] == shapes else None
 
 
 def _gallery(ds: data.Dataset, y_base: np.ndarray, y_final: np.ndarray) -> np.ndarray:
@@ -205,10 +143,10 @@ def _gallery(ds: data.Dataset, y_base: np.ndarray, y_final: np.ndarray) -> np.nd
 def run_recipe(recipe: Recipe, out_dir: str | Path, progress: Progress | None = None) -> dict:
     """Run ``recipe``, write the run folder, return the report. See docs/ARCHITECTURE.md."""
     t_start = time.perf_counter()
-    planned = plan(recipe)  # raises RecipeError for a refused order
+    planned = plan(recipe)  # raises RecipeError for an unknown method or a refused order
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("report.json", "model.tflite"):
+    for stale in ["report.json", *exporters.file_names().values()]:
         if (out_dir / stale).exists():
             (out_dir / stale).unlink()
     write_json_atomic(out_dir / "recipe.json", recipe.to_dict())
@@ -217,7 +155,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, progress: Progress | None = 
     work.mkdir()
     try:
         report = _run(recipe, planned, work, progress, t_start)
-        for name in ("baseline.keras", "model.keras", "weights.json", "predictions.npz", "model.tflite"):
+        for name in report["artifacts"].values():
             if (work / name).exists():
                 os.replace(work / name, out_dir / name)
         report["timing"]["total_s"] = round(time.perf_counter() - t_start, 3)
@@ -225,6 +163,38 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, progress: Progress | None = 
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _apply(step, p: PlannedStep, model, ds, ctx: MethodContext) -> StepResult:
+    method = methods.get(step.method, f"{ctx.where}.method")
+    try:
+        result = method.apply(model, ds, step, ctx)
+    except (UserError, Cancelled):
+        raise
+    except ValueError as e:  # tfmot refuses a layer or parameter: say which step
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise RecipeError(ctx.where, f"{step.method} could not run: {first}") from None
+    if not isinstance(result, StepResult):
+        raise TypeError(f"method {step.method!r} returned {type(result).__name__}, not a StepResult")
+    return result
+
+
+def input_contract(ds: data.Dataset, source: str) -> dict:
+    """What the exported file expects and gives, for the Results page and MODEL.md."""
+    scale = data.RAW_SCALE.get(ds.name) if source == "trained" else None
+    if scale:
+        scaling = (f"raw {ds.name} pixel values divided by {scale:g} (values in [0, 1]); "
+                   "the file does not do this itself")
+        value_range = [0.0, 1.0]
+    elif source == "trained":
+        scaling = "the values of the dataset as given (no scaling by the studio)"
+        value_range = [float(np.min(ds.x_test)), float(np.max(ds.x_test))] if len(ds.x_test) else None
+    else:
+        scaling = "the model's own input contract (the studio fed it the dataset scaled to [0, 1] where it was uint8)"
+        value_range = [float(np.min(ds.x_test)), float(np.max(ds.x_test))] if len(ds.x_test) else None
+    return {"shape": [1, *ds.input_shape], "dtype": "float32", "value_range": value_range, "scaling": scaling,
+            "output": f"{ds.num_classes} class scores per sample; the predicted class is the largest",
+            "class_names": list(ds.class_names)}
 
 
 def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progress | None, t_start: float) -> dict:
@@ -235,16 +205,19 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
     ds = data.load(recipe.dataset).limited(recipe.max_train_samples)
     tracker = Tracker(recipe, len(ds.x_train), progress)
     runs = recipe.latency_runs
+    seed = recipe.baseline.seed
 
     # Baseline
     t0 = time.perf_counter()
     tracker.begin("baseline", 0)
-    tf_keras.utils.set_random_seed(recipe.baseline.seed)
-    baseline, ds, source = _baseline(recipe, ds, tracker)
+    tf_keras.utils.set_random_seed(seed)
+    baseline, ds, source, initial = _baseline(recipe, ds, tracker)
     kernel_names = [lw.name for lw in metrics.keras_weights(baseline)]
     if not kernel_names:
         raise ModelLoadError("the baseline has no layer with weights (Dense or Conv2D) to compress")
     models.save(baseline, work / "baseline.keras")
+    if initial is not None:
+        np.savez(work / INIT_WEIGHTS, **{f"w{i}": w for i, w in enumerate(initial)})
     base_m = measure_keras(baseline, ds, recipe.export, runs, kernel_names, qat=False)
     tracker.measured("baseline")
     log.info("baseline (%s): accuracy %.4f, %d parameters", source, base_m.metrics["accuracy"],
@@ -253,60 +226,72 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
     report = {
         "recipe": recipe.to_dict(),
         "dataset": ds.info(),
+        "input": input_contract(ds, source),
         "baseline": {"metrics": base_m.metrics, "architecture": models.architecture_table(baseline),
                      "wall_s": round(time.perf_counter() - t0, 3), "source": source},
         "stages": [],
         "versions": {"tensorflow": tf.__version__, "tfmot": tfmot.__version__, "recipe": recipe.version},
     }
 
-    current, last = baseline, base_m
+    current, last, earlier = baseline, base_m, []
     for i, (step, p) in enumerate(zip(recipe.steps, planned), 1):
         t0 = time.perf_counter()
-        tracker.begin(step.method.value, i)
-        tf_keras.utils.set_random_seed(recipe.baseline.seed + i)
-        if quantization.is_qat(current):  # only in an explicitly unsafe order
-            current = quantization.float_copy(current, baseline)
-        where = f"steps[{i - 1}]"
-        try:
-            current, notes = _apply(step, p, current, ds, tracker.batch_report(), where)
-        except (UserError, Cancelled):
-            raise
-        except ValueError as e:  # tfmot refuses a layer or parameter: say which step
-            raise RecipeError(where, f"{step.method.value} could not run: {str(e).splitlines()[0][:300]}") from None
-        is_qat = step.method == Method.QUANTIZE
-        last = measure_keras(current, ds, recipe.export, runs, kernel_names, qat=is_qat)
-        tracker.measured(step.method.value)
+        tracker.begin(step.method, i)
+        tf_keras.utils.set_random_seed((seed + i) % 2**32)
+        if is_qat(current):  # only in an explicitly unsafe order
+            current = float_copy(current, baseline)
+        ctx = MethodContext(baseline=baseline, initial_weights=initial, earlier=list(earlier), variant=p.variant,
+                            where=f"steps[{i - 1}]", report=tracker.batch_report(), seed=(seed + i) % 2**32)
+        result = _apply(step, p, current, ds, ctx)
+        current = result.model
+        last = measure_keras(current, ds, recipe.export, runs, kernel_names, qat=is_qat(current))
+        tracker.measured(step.method)
+        earlier.append(stage_facts(last, step.method, p.variant))
         report["stages"].append({
-            "method": step.method.value,
-            "variant": p.variant.value,
+            "method": step.method,
+            "variant": p.variant,
             "description": p.description,
             "wall_s": round(time.perf_counter() - t0, 3),
             "metrics": last.metrics,
-            "warnings": list(p.warnings) + list(notes),
+            "stats": result.stats,
+            "notes": list(result.notes),
+            "warnings": list(p.warnings) + list(result.notes),
         })
-        hist.append({"stage": step.method.value, "layers": metrics.histograms(last.weights)})
-        log.info("%s (%s): accuracy %.4f, sparsity %.3f, max distinct values %d", step.method.value,
-                 p.variant.value, last.metrics["accuracy"], last.metrics["sparsity"], _max_unique(last.metrics))
+        hist.append({"stage": step.method, "layers": metrics.histograms(last.weights)})
+        log.info("%s (%s): accuracy %.4f, sparsity %.3f", step.method, p.variant, last.metrics["accuracy"],
+                 last.metrics["sparsity"])
 
-    # Export and measure the file itself
+    # Export every artifact and measure the files themselves
     t0 = time.perf_counter()
     tracker.begin("export", len(recipe.steps) + 1)
-    is_qat = quantization.is_qat(current)
-    reuse = last.metrics.get("tflite_mode") == recipe.export.value
-    tfl = last.tflite if reuse else export.to_tflite(current, recipe.export, ds.x_train)
-    (work / "model.tflite").write_bytes(tfl)
-    final = measure_file(tfl, ds, runs, kernel_names, recipe.export)
-    final.metrics["wall_s"] = round(time.perf_counter() - t0, 3)
+    reuse = {"tflite": last.tflite} if last.metrics.get("tflite_mode") == recipe.export.value else {}
+    ectx = ExportContext(model=current, ds=ds, mode=recipe.export, kernel_names=kernel_names, latency_runs=runs,
+                         reuse=reuse)
+    final_metrics: dict = {}
+    artifacts = {"keras": "model.keras", "baseline": "baseline.keras", "weights": "weights.json",
+                 "predictions": "predictions.npz", "recipe": "recipe.json", "report": "report.json"}
+    if initial is not None:
+        artifacts["baseline_init"] = INIT_WEIGHTS
+    for exporter in exporters.all_exporters():
+        blob = exporter.write(ectx)
+        (work / exporter.file_name).write_bytes(blob)
+        ectx.artifacts[exporter.key] = blob
+        artifacts[exporter.key] = exporter.file_name
+        figures = exporter.measure(blob, ectx)
+        if exporter.primary:
+            final_metrics = {**figures, **final_metrics}
+        else:
+            final_metrics.update(figures)
+    final: Measured = ectx.measured["tflite_measured"]
+    final_metrics["wall_s"] = round(time.perf_counter() - t0, 3)
     tracker.measured("the exported file")
     hist.append({"stage": "final", "layers": metrics.histograms(final.weights)})
     models.save(current, work / "model.keras")
-    report["final"] = final.metrics
-    report["undone"] = undone_sentences(report["stages"], base_m.metrics, final.metrics)
-    report["artifacts"] = {"tflite": "model.tflite", "keras": "model.keras", "baseline": "baseline.keras",
-                           "weights": "weights.json", "predictions": "predictions.npz", "recipe": "recipe.json",
-                           "report": "report.json"}
-    report["timing"] = {"total_s": None, "export_s": final.metrics["wall_s"]}
-    report["qat"] = is_qat
+    report["final"] = final_metrics
+    report["undone"] = undone_sentences(report["stages"], base_m.metrics, final_metrics)
+    report["artifacts"] = artifacts
+    report["timing"] = {"total_s": None, "export_s": final_metrics["wall_s"]}
+    report["qat"] = is_qat(current)
     write_json_atomic(work / "weights.json", {"stages": hist})
     idx = _gallery(ds, base_m.predictions, final.predictions)
     np.savez_compressed(
@@ -319,8 +304,8 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
         class_names=np.asarray(ds.class_names, dtype=str),
     )
     log.info("exported %s: %d bytes (%d zipped), accuracy %.4f, sparsity %.3f", recipe.export.value,
-             final.metrics["tflite_bytes"], final.metrics["tflite_zip_bytes"], final.metrics["accuracy"],
-             final.metrics["sparsity"])
+             final_metrics["tflite_bytes"], final_metrics["tflite_zip_bytes"], final_metrics["accuracy"],
+             final_metrics["sparsity"])
     tracker.done = tracker.total
     tracker.emit(phase="export", message="done")
     return report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from compression.choices import LayerScope
 from compression.errors import RecipeError
-from compression.recipe import LayerSelection
+from compression.engine.methods.base import LayerSelection
 
 
 def weight_layers(model) -> list:
@@ -36,3 +36,12 @@ def select(model, selection: LayerSelection, where: str = "layers") -> set[str]:
     if not chosen:
         raise RecipeError(where, "selects no layer with weights")
     return set(chosen)
+
+
+def check_layer_map(model, mapping: dict, where: str) -> None:
+    """A per-layer setting names only layers with weights; one line listing them otherwise."""
+    names = [layer.name for layer in weight_layers(model)]
+    unknown = [n for n in mapping if n not in names]
+    if unknown:
+        raise RecipeError(f"{where}.{unknown[0]}",
+                          f"no layer with weights named {unknown[0]!r}; the model's layers with weights: {', '.join(names)}")

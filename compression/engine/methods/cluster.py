@@ -1,42 +1,136 @@
-"""Weight clustering with tfmot, fine-tuned while clustered so every kernel keeps its centroids."""
+"""Weight clustering (tfmot.clustering.keras.cluster_weights), fine-tuned while clustered."""
 
 from __future__ import annotations
 
-import compression  # noqa: F401
-import tensorflow_model_optimization as tfmot
-import tf_keras
+from dataclasses import dataclass
 
-from compression.choices import CentroidInit, Variant
-from compression.data import Dataset
-from compression.engine.models import BatchReport, clone, fit, outputs_probabilities
-from compression.recipe import ClusterStep
-from compression.engine.selection import select
+from compression.choices import CentroidInit
+from compression.engine.methods.base import (
+    LayerSelection,
+    Method,
+    MethodContext,
+    PerLayer,
+    StepConfig,
+    StepResult,
+    param,
+    per_layer_value,
+)
 
-clustering = tfmot.clustering.keras
-INIT = {
-    CentroidInit.LINEAR: clustering.CentroidInitialization.LINEAR,
-    CentroidInit.RANDOM: clustering.CentroidInitialization.RANDOM,
-    CentroidInit.DENSITY_BASED: clustering.CentroidInitialization.DENSITY_BASED,
-    CentroidInit.KMEANS_PLUS_PLUS: clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
-}
+DEFAULT_CLUSTERS = 16
 
 
-def apply(model: tf_keras.Model, ds: Dataset, step: ClusterStep, variant: Variant, *,
-          report: BatchReport | None = None, where: str = "cluster") -> tf_keras.Model:
-    """A clustered copy of ``model``, stripped of tfmot wrappers."""
-    base = clone(model)
-    names = select(base, step.layers, f"{where}.layers")
-    params = {
-        "number_of_clusters": step.number_of_clusters,
-        "cluster_centroids_init": INIT[step.cluster_centroids_init],
+@dataclass(frozen=True)
+class ClusterStep(StepConfig):
+    method = "cluster"
+
+    number_of_clusters: int | PerLayer = param(DEFAULT_CLUSTERS, "distinct values (centroids) per layer: 16 means "
+                                               "4-bit indices; a number, or {layer name: number} per layer",
+                                               kind="per_layer_int", lo=2, hi=256, unit="clusters")
+    cluster_centroids_init: CentroidInit = param(CentroidInit.KMEANS_PLUS_PLUS, "where the centroids start: "
+                                                 "kmeans_plus_plus is tfmot's recommendation; linear spreads them "
+                                                 "evenly between the smallest and largest weight")
+    layers: LayerSelection = param(LayerSelection(), "which layers with weights to cluster", kind="layers")
+    preserve: bool = param(True, "keep earlier sparsity (sparsity-preserving clustering); false only with "
+                           "allow_unsafe_order, to show what is lost", advanced=True)
+    epochs: int = param(1, "fine-tuning epochs while clustered", lo=1, hi=1000, unit="epochs")
+    # tfmot's clustering example fine-tunes at 1e-5
+    learning_rate: float = param(1e-5, "Adam's learning rate while fine-tuning", lo=0, hi=1, lo_open=True)
+
+    def clusters_for(self, layer: str) -> int:
+        return per_layer_value(self.number_of_clusters, layer, DEFAULT_CLUSTERS)
+
+    @property
+    def target_text(self) -> str:
+        if isinstance(self.number_of_clusters, PerLayer):
+            return ("per-layer clusters (" + ", ".join(f"{k} {v}" for k, v in self.number_of_clusters.items)
+                    + f", other layers {DEFAULT_CLUSTERS})")
+        return f"{self.number_of_clusters} clusters"
+
+
+class Cluster(Method):
+    name = "cluster"
+    rank = 20
+    title = "Cluster"
+    help = ("Weight clustering replaces each layer's weights by a few shared values (centroids) and fine-tunes "
+            "the centroids. A file then needs only a small index per weight plus a codebook: 16 clusters are "
+            "4-bit indices, as in Deep Compression's trained quantization.")
+    step_type = ClusterStep
+    undoes = {
+        "quantize": "clustering after quantization-aware training changes the weights QAT trained for int8 "
+                    "and drops its learned quantization ranges",
     }
-    if variant == Variant.SPARSITY_PRESERVING_CLUSTER:
-        params["preserve_sparsity"] = True
+    preserves = {
+        "prune": "clustering without sparsity preservation moves pruned zeros to the nearest centroid, "
+                 "so the sparsity is lost",
+    }
+    variants = {
+        "cluster": "Clustering",
+        "sparsity_preserving_cluster": "Clustering will run sparsity-preserving: zeros stay zero",
+    }
 
-    def wrap(layer):
-        return clustering.cluster_weights(layer, **params) if layer.name in names else layer
+    def variant(self, step: ClusterStep, intact: frozenset[str]) -> str:
+        return "sparsity_preserving_cluster" if "prune" in intact else "cluster"
 
-    wrapped = tf_keras.models.clone_model(base, clone_function=wrap)
-    fit(wrapped, ds, epochs=step.epochs, batch_size=step.batch_size, learning_rate=step.learning_rate,
-        report=report, from_logits=not outputs_probabilities(base))
-    return clustering.strip_clustering(wrapped)
+    def describe(self, step: ClusterStep, variant: str, kept: list[str]) -> str:
+        if variant == "sparsity_preserving_cluster":
+            return f"{self.variants[variant]}; {step.target_text}"
+        return f"Clustering into {step.target_text} per layer"
+
+    def apply(self, model, ds, step: ClusterStep, ctx: MethodContext) -> StepResult:
+        import tensorflow_model_optimization as tfmot
+        import tf_keras
+
+        from compression.engine.models import clone, fit, outputs_probabilities
+        from compression.engine.selection import check_layer_map, select
+
+        clustering = tfmot.clustering.keras
+        init = {
+            CentroidInit.LINEAR: clustering.CentroidInitialization.LINEAR,
+            CentroidInit.RANDOM: clustering.CentroidInitialization.RANDOM,
+            CentroidInit.DENSITY_BASED: clustering.CentroidInitialization.DENSITY_BASED,
+            CentroidInit.KMEANS_PLUS_PLUS: clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
+        }[step.cluster_centroids_init]
+        base = clone(model)
+        names = select(base, step.layers, f"{ctx.where}.layers")
+        if isinstance(step.number_of_clusters, PerLayer):
+            check_layer_map(base, step.number_of_clusters.as_dict(), f"{ctx.where}.number_of_clusters")
+        notes = []
+        for layer in base.layers:
+            kernel = getattr(layer, "kernel", None)
+            if layer.name in names and kernel is not None and int(kernel.shape.num_elements()) < step.clusters_for(layer.name):
+                names = names - {layer.name}
+                notes.append(f"{layer.name} skipped: it has fewer weights than {step.clusters_for(layer.name)} clusters")
+
+        def wrap(layer):
+            if layer.name not in names:
+                return layer
+            params = {"number_of_clusters": step.clusters_for(layer.name), "cluster_centroids_init": init}
+            if ctx.variant == "sparsity_preserving_cluster":
+                params["preserve_sparsity"] = True
+            return clustering.cluster_weights(layer, **params)
+
+        wrapped = tf_keras.models.clone_model(base, clone_function=wrap)
+        fit(wrapped, ds, **step.training(), report=ctx.report, from_logits=not outputs_probabilities(base))
+        out = clustering.strip_clustering(wrapped)
+        return StepResult(out, notes, self._stats(out, step, names))
+
+    @staticmethod
+    def _stats(model, step: ClusterStep, names: set[str]) -> dict:
+        import numpy as np
+
+        from compression.engine.selection import weight_layers
+
+        per_layer = {}
+        for layer in weight_layers(model):
+            if layer.name in names:
+                k = layer.kernel.numpy()
+                # distinct nonzero values: the centroids in use (pruned zeros are kept apart)
+                per_layer[layer.name] = {"target": step.clusters_for(layer.name),
+                                         "achieved": int(np.unique(k[k != 0]).size)}
+        worst = max((v["achieved"] - v["target"] for v in per_layer.values()), default=0)
+        achieved = max((v["achieved"] for v in per_layer.values()), default=None)
+        return {"number_of_clusters": {"target": max(v["target"] for v in per_layer.values()) if per_layer else None,
+                                       "achieved": achieved, "over_target_by": worst, "per_layer": per_layer}}
+
+
+METHOD = Cluster()

@@ -1,33 +1,124 @@
-"""Magnitude pruning with tfmot, fine-tuned under the mask so pruned weights stay zero."""
+"""Magnitude pruning (tfmot.sparsity.keras.prune_low_magnitude), fine-tuned under the mask."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-import compression  # noqa: F401
-import tensorflow_model_optimization as tfmot
-import tf_keras
-
-from compression.choices import Schedule
-from compression.data import Dataset
+from compression.choices import LayerScope, Schedule
+from compression.engine.methods.base import (
+    LayerSelection,
+    Method,
+    MethodContext,
+    PerLayer,
+    StepConfig,
+    StepResult,
+    param,
+    per_layer_value,
+)
 from compression.errors import RecipeError
-from compression.engine.models import BatchReport, clone, fit, outputs_probabilities
-from compression.recipe import PruneStep
-from compression.engine.selection import select
 
-sparsity = tfmot.sparsity.keras
+SPARSITY = dict(lo=0, hi=1, hi_open=True, unit="fraction")
 
 
-def effective_schedule(step: PruneStep, steps_per_epoch: int, where: str = "prune") -> tuple[object, list[str]]:
-    """The tfmot schedule, and notes where it had to differ from what was asked.
+@dataclass(frozen=True)
+class PruneStep(StepConfig):
+    method = "prune"
 
-    tfmot only updates the mask every ``frequency`` steps, so a schedule whose end_step
-    is not reached by an update never arrives at final_sparsity. The end step is moved
-    onto the last update (and the frequency lowered for short fine-tuning) so the target
-    is reached; each change is reported.
+    schedule: Schedule = param(Schedule.POLYNOMIAL_DECAY, "polynomial_decay raises sparsity gradually from "
+                               "initial to final; constant_sparsity holds one target from begin_step on")
+    initial_sparsity: float = param(0.5, "polynomial_decay: sparsity at begin_step", **SPARSITY,
+                                    show_if=("schedule", "polynomial_decay"))
+    final_sparsity: float | PerLayer = param(0.8, "polynomial_decay: sparsity reached at end_step; a number, or "
+                                             "{layer name: number} per layer", kind="per_layer_float", **SPARSITY,
+                                             show_if=("schedule", "polynomial_decay"))
+    target_sparsity: float | PerLayer = param(0.5, "constant_sparsity: the sparsity held; a number, or "
+                                              "{layer name: number} per layer", kind="per_layer_float", **SPARSITY,
+                                              show_if=("schedule", "constant_sparsity"))
+    begin_step: int = param(0, "optimizer step at which pruning starts", lo=0, unit="steps", advanced=True)
+    end_step: int | None = param(None, "polynomial_decay: step at which final_sparsity is reached; "
+                                 "null: the end of fine-tuning", kind="int", lo=1, nullable=True, unit="steps",
+                                 advanced=True, show_if=("schedule", "polynomial_decay"))
+    frequency: int = param(100, "optimizer steps between mask updates (lowered, with a note, when fine-tuning "
+                           "is too short for it)", lo=1, unit="steps", advanced=True)
+    sparsity_m_by_n: tuple[int, int] | None = param(None, "structured sparsity: M zeros in every N consecutive "
+                                                    "weights, e.g. [2, 4]; replaces the schedule's target",
+                                                    kind="pair", lo=1, hi=32, nullable=True)
+    layers: LayerSelection = param(LayerSelection(), "which layers with weights to prune", kind="layers")
+    epochs: int = param(2, "fine-tuning epochs under the mask", lo=1, hi=1000, unit="epochs")
+    # tfmot's pruning example fine-tunes with Adam's default; 1e-4 did not recover accuracy
+    learning_rate: float = param(1e-3, "Adam's learning rate while fine-tuning", lo=0, hi=1, lo_open=True)
+
+    def check(self, where: str) -> None:
+        if self.end_step is not None and self.end_step <= self.begin_step:
+            raise RecipeError(f"{where}.end_step", f"{self.end_step} must be after begin_step {self.begin_step}")
+        if self.schedule == Schedule.POLYNOMIAL_DECAY:
+            finals = self.final_sparsity.as_dict() if isinstance(self.final_sparsity, PerLayer) else \
+                {None: self.final_sparsity}
+            for layer, final in finals.items():
+                if final < self.initial_sparsity:
+                    field = f"{where}.final_sparsity" + (f".{layer}" if layer else "")
+                    raise RecipeError(field, f"{final:g} is below initial_sparsity {self.initial_sparsity:g}; "
+                                             "polynomial_decay only raises sparsity")
+        if self.sparsity_m_by_n is not None:
+            m, n = self.sparsity_m_by_n
+            if not (0 < m < n <= 32):
+                raise RecipeError(f"{where}.sparsity_m_by_n", f"[{m}, {n}] needs 0 < M < N <= 32, e.g. [2, 4]")
+
+    def target_for(self, layer: str) -> float:
+        """The sparsity this step aims at in ``layer``."""
+        if self.sparsity_m_by_n:
+            m, n = self.sparsity_m_by_n
+            return m / n
+        if self.schedule == Schedule.CONSTANT_SPARSITY:
+            return per_layer_value(self.target_sparsity, layer, 0.5)
+        return per_layer_value(self.final_sparsity, layer, 0.8)
+
+    @property
+    def target(self) -> float:
+        """The sparsity this step aims at (the largest, where it is set per layer)."""
+        if self.sparsity_m_by_n:
+            m, n = self.sparsity_m_by_n
+            return m / n
+        value = self.target_sparsity if self.schedule == Schedule.CONSTANT_SPARSITY else self.final_sparsity
+        return max(value.as_dict().values()) if isinstance(value, PerLayer) else value
+
+    @property
+    def target_text(self) -> str:
+        if self.sparsity_m_by_n:
+            return f"{self.sparsity_m_by_n[0]}:{self.sparsity_m_by_n[1]} structured sparsity"
+        value = self.target_sparsity if self.schedule == Schedule.CONSTANT_SPARSITY else self.final_sparsity
+        if isinstance(value, PerLayer):
+            other = 0.5 if self.schedule == Schedule.CONSTANT_SPARSITY else 0.8
+            return ("per-layer sparsity (" + ", ".join(f"{k} {v:.0%}" for k, v in value.items)
+                    + f", other layers {other:.0%})")
+        return f"{value:.0%} sparsity"
+
+
+# --- the schedule, without TensorFlow (the dashboard checks it live) ---------------------------
+
+
+@dataclass(frozen=True)
+class SchedulePlan:
+    begin_step: int
+    end_step: int | None  # None for constant_sparsity
+    frequency: int
+    total_steps: int
+    notes: tuple[str, ...]  # every change made to what was asked
+
+
+def schedule_plan(step: PruneStep, steps_per_epoch: int, where: str = "prune") -> SchedulePlan:
+    """The schedule pruning will really run, and notes where it had to differ from what was asked.
+
+    tfmot updates the mask only every ``frequency`` steps, so a schedule whose end_step is
+    not reached by an update never arrives at final_sparsity, and one that updates once
+    jumps to the target with no time to recover. The end step is moved onto the last
+    update and the frequency lowered (to a quarter of the span) when fine-tuning is too
+    short for it; each change is a note. The engine runs this plan; the Pipeline page
+    shows the same notes before anything runs.
     """
     notes: list[str] = []
-    total = steps_per_epoch * step.epochs
+    total = max(1, steps_per_epoch) * step.epochs
     begin = step.begin_step
     if begin >= total:
         raise RecipeError(f"{where}.begin_step", f"{begin} is past the end of fine-tuning ({total} steps)")
@@ -36,41 +127,110 @@ def effective_schedule(step: PruneStep, steps_per_epoch: int, where: str = "prun
         if freq > total - begin:
             freq = max(1, total - begin)
             notes.append(f"frequency lowered from {step.frequency} to {freq}: fine-tuning has only {total} steps")
-        return sparsity.ConstantSparsity(step.target_sparsity, begin_step=begin, frequency=freq), notes
+        return SchedulePlan(begin, None, freq, total, tuple(notes))
     end = step.end_step if step.end_step is not None else total
     if end > total:
         notes.append(f"end_step {end} is past the end of fine-tuning ({total} steps); using {total}")
         end = total
-    # Leave a few steps after the last mask update for the remaining weights to recover.
     span = end - begin
     if freq > span // 2 and span >= 2:
+        # one or two updates would jump to the target: leave steps after each update to recover
         freq = max(1, span // 4)
-        notes.append(f"frequency lowered from {step.frequency} to {freq}: fine-tuning has only {total} steps")
+        notes.append(f"frequency lowered from {step.frequency} to {freq}: the sparsity would otherwise jump "
+                     f"to its target in one or two mask updates over {span} steps")
     last_update = begin + (span // freq) * freq
     if last_update != end:
+        if step.end_step is not None:
+            notes.append(f"end_step moved from {end} to {last_update}, the last mask update, so the target is reached")
         end = last_update
     if end <= begin:
-        end = begin + 1
-        freq = 1
-    return (sparsity.PolynomialDecay(step.initial_sparsity, step.final_sparsity, begin_step=begin,
-                                     end_step=end, frequency=freq), notes)
+        end, freq = begin + 1, 1
+    return SchedulePlan(begin, end, freq, total, tuple(notes))
 
 
-def apply(model: tf_keras.Model, ds: Dataset, step: PruneStep, *, report: BatchReport | None = None,
-          where: str = "prune") -> tuple[tf_keras.Model, list[str]]:
-    """A pruned copy of ``model`` (stripped of tfmot wrappers) and notes on the schedule."""
-    base = clone(model)
-    names = select(base, step.layers, f"{where}.layers")
-    steps_per_epoch = math.ceil(len(ds.x_train) / step.batch_size)
-    schedule, notes = effective_schedule(step, steps_per_epoch, where)
-    kwargs = {"pruning_schedule": schedule}
-    if step.sparsity_m_by_n:
-        kwargs["sparsity_m_by_n"] = tuple(step.sparsity_m_by_n)
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    return max(1, math.ceil(n_train / batch_size))
 
-    def wrap(layer):
-        return sparsity.prune_low_magnitude(layer, **kwargs) if layer.name in names else layer
 
-    wrapped = tf_keras.models.clone_model(base, clone_function=wrap)
-    fit(wrapped, ds, epochs=step.epochs, batch_size=step.batch_size, learning_rate=step.learning_rate,
-        report=report, from_logits=not outputs_probabilities(base), callbacks=[sparsity.UpdatePruningStep()])
-    return sparsity.strip_pruning(wrapped), notes
+# --- the method -------------------------------------------------------------------------------------
+
+
+class Prune(Method):
+    name = "prune"
+    rank = 10
+    title = "Prune"
+    help = ("Magnitude pruning sets the smallest weights of each chosen layer to exactly zero, step by step "
+            "while fine-tuning, so the rest of the network learns to do without them. Zeros compress well "
+            "(zip, or the Deep Compression container) but a raw .tflite file stores them like any weight.")
+    step_type = PruneStep
+    undoes = {
+        "cluster": "pruning after clustering zeroes weights and fine-tunes the rest freely, "
+                   "so the clusters are lost (many distinct values again)",
+        "quantize": "pruning after quantization-aware training changes the weights QAT trained for int8 "
+                    "and drops its learned quantization ranges",
+    }
+    variants = {"prune": "Pruning"}
+
+    def describe(self, step: PruneStep, variant: str, kept: list[str]) -> str:
+        return f"Pruning to {step.target_text}"
+
+    def apply(self, model, ds, step: PruneStep, ctx: MethodContext) -> StepResult:
+        import tensorflow_model_optimization as tfmot
+        import tf_keras
+
+        from compression.engine.models import clone, fit, outputs_probabilities
+        from compression.engine.selection import check_layer_map, select
+
+        sparsity = tfmot.sparsity.keras
+        base = clone(model)
+        names = select(base, step.layers, f"{ctx.where}.layers")
+        for key in ("final_sparsity", "target_sparsity"):
+            value = getattr(step, key)
+            if isinstance(value, PerLayer):
+                check_layer_map(base, value.as_dict(), f"{ctx.where}.{key}")
+        plan = schedule_plan(step, steps_per_epoch(len(ds.x_train), step.batch_size), ctx.where)
+
+        def schedule_for(layer: str):
+            if step.schedule == Schedule.CONSTANT_SPARSITY:
+                return sparsity.ConstantSparsity(step.target_for(layer), begin_step=plan.begin_step,
+                                                 frequency=plan.frequency)
+            return sparsity.PolynomialDecay(min(step.initial_sparsity, step.target_for(layer)),
+                                            step.target_for(layer), begin_step=plan.begin_step,
+                                            end_step=plan.end_step, frequency=plan.frequency)
+
+        def wrap(layer):
+            if layer.name not in names:
+                return layer
+            kwargs = {"pruning_schedule": schedule_for(layer.name)}
+            if step.sparsity_m_by_n:
+                kwargs["sparsity_m_by_n"] = tuple(step.sparsity_m_by_n)
+            return sparsity.prune_low_magnitude(layer, **kwargs)
+
+        wrapped = tf_keras.models.clone_model(base, clone_function=wrap)
+        fit(wrapped, ds, **step.training(), report=ctx.report, from_logits=not outputs_probabilities(base),
+            callbacks=[sparsity.UpdatePruningStep()])
+        pruned = sparsity.strip_pruning(wrapped)
+        return StepResult(pruned, list(plan.notes), self._stats(pruned, step, names))
+
+    @staticmethod
+    def _stats(model, step: PruneStep, names: set[str]) -> dict:
+        import numpy as np
+
+        from compression.engine.selection import weight_layers
+
+        per_layer = {}
+        for layer in weight_layers(model):
+            if layer.name in names:
+                k = layer.kernel.numpy()
+                per_layer[layer.name] = {"target": round(step.target_for(layer.name), 6),
+                                         "achieved": round(float(1 - np.count_nonzero(k) / k.size), 6)}
+        key = "sparsity_m_by_n" if step.sparsity_m_by_n else (
+            "target_sparsity" if step.schedule == Schedule.CONSTANT_SPARSITY else "final_sparsity")
+        achieved = [v["achieved"] for v in per_layer.values()]
+        return {key: {"target": round(step.target, 6), "achieved": round(min(achieved), 6) if achieved else None,
+                      "per_layer": per_layer}}
+
+
+METHOD = Prune()
+
+__all__ = ["METHOD", "PruneStep", "SchedulePlan", "schedule_plan", "steps_per_epoch", "LayerScope"]

@@ -1,61 +1,111 @@
-"""Quantization-aware training with tfmot, in the variant that keeps earlier steps' work."""
+"""Quantization-aware training (tfmot.quantization.keras), in the variant that keeps earlier work."""
 
 from __future__ import annotations
 
-import compression  # noqa: F401
-import tensorflow_model_optimization as tfmot
-import tf_keras
+from dataclasses import dataclass
 
-from compression.choices import LayerScope, Variant
-from compression.data import Dataset
-from compression.engine.models import BatchReport, clone, fit, outputs_probabilities
-from compression.recipe import QuantizeStep
-from compression.engine.selection import select
-
-quantize = tfmot.quantization.keras
-combine = tfmot.experimental.combine
+from compression.choices import ExportMode, LayerScope
+from compression.engine.methods.base import LayerSelection, Method, MethodContext, StepConfig, StepResult, param
+from compression.errors import RecipeError
 
 
-def scheme(variant: Variant):
-    """tfmot's quantize scheme for each variant (None: the default 8-bit scheme)."""
-    if variant == Variant.PQAT:
-        return combine.Default8BitPrunePreserveQuantizeScheme()
-    if variant == Variant.CQAT:
-        return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False)
-    if variant == Variant.PCQAT:
-        return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)
-    return None
+@dataclass(frozen=True)
+class QuantizeStep(StepConfig):
+    method = "quantize"
+
+    layers: LayerSelection = param(LayerSelection(), "which layers to train for int8", kind="layers")
+    preserve: bool = param(True, "keep earlier sparsity and clusters (PQAT, CQAT, PCQAT); false only with "
+                           "allow_unsafe_order, to show what is lost", advanced=True)
+    # tfmot's QAT example: one epoch, large batches
+    epochs: int = param(1, "quantization-aware fine-tuning epochs", lo=1, hi=1000, unit="epochs")
+    batch_size: int = param(500, "samples per optimizer step while fine-tuning", lo=1, hi=65536, unit="samples")
+    learning_rate: float = param(1e-4, "Adam's learning rate while fine-tuning", lo=0, hi=1, lo_open=True)
+
+    @property
+    def target_text(self) -> str:
+        return "int8"
 
 
-def apply(model: tf_keras.Model, ds: Dataset, step: QuantizeStep, variant: Variant, *,
-          report: BatchReport | None = None, where: str = "quantize") -> tf_keras.Model:
-    """A quantization-aware copy of ``model``, trained; convert it to TFLite for the int8 file."""
-    base = clone(model)
-    if step.layers.scope == LayerScope.ALL:
-        annotated = quantize.quantize_annotate_model(base)
-    else:
-        names = select(base, step.layers, f"{where}.layers")
-        annotated = tf_keras.models.clone_model(
-            base, clone_function=lambda layer: quantize.quantize_annotate_layer(layer) if layer.name in names else layer
-        )
-    chosen = scheme(variant)
-    with quantize.quantize_scope():
-        qat = quantize.quantize_apply(annotated, chosen) if chosen is not None else quantize.quantize_apply(annotated)
-    fit(qat, ds, epochs=step.epochs, batch_size=step.batch_size, learning_rate=step.learning_rate, report=report,
-        from_logits=not outputs_probabilities(base))
-    return qat
+class Quantize(Method):
+    name = "quantize"
+    rank = 30
+    title = "Quantize (QAT)"
+    help = ("Quantization-aware training simulates int8 weights and activations while fine-tuning, so the "
+            "model learns to live with the rounding; the exported file then stores int8 with the ranges it "
+            "learned. After pruning or clustering it runs a preserving variant that keeps their work.")
+    step_type = QuantizeStep
+    produces_qat = True
+    preserves = {
+        "prune": "quantization-aware training without prune preservation lets pruned weights grow back, "
+                 "so the sparsity is lost",
+        "cluster": "quantization-aware training without cluster preservation trains every weight freely, "
+                   "so the clusters are lost",
+    }
+    variants = {
+        "qat": "Quantization-aware training for int8",
+        "pqat": "QAT will run as PQAT (prune-preserving): keeps the sparsity",
+        "cqat": "QAT will run as CQAT (cluster-preserving): keeps the clusters",
+        "pcqat": "QAT will run as PCQAT: keeps the sparsity and the clusters",
+    }
+
+    def variant(self, step: QuantizeStep, intact: frozenset[str]) -> str:
+        if "prune" in intact and "cluster" in intact:
+            return "pcqat"
+        if "prune" in intact:
+            return "pqat"
+        if "cluster" in intact:
+            return "cqat"
+        return "qat"
+
+    def describe(self, step, variant: str, kept: list[str]) -> str:
+        text = self.variants[variant]
+        return f"{text.split(':')[0]}: keeps {' and '.join(kept)}" if kept and variant != "qat" else text
+
+    def check_recipe(self, step, recipe, where: str) -> None:
+        if recipe.export in (ExportMode.FLOAT32, ExportMode.FLOAT16):
+            raise RecipeError("export", f"{recipe.export.value} would throw away the quantize step's int8 training; "
+                                        "choose int8_dynamic or int8_full, or remove the quantize step")
+
+    def apply(self, model, ds, step: QuantizeStep, ctx: MethodContext) -> StepResult:
+        import tensorflow_model_optimization as tfmot
+        import tf_keras
+
+        from compression.engine.models import clone, fit, outputs_probabilities
+        from compression.engine.selection import select
+
+        quantize = tfmot.quantization.keras
+        combine = tfmot.experimental.combine
+        scheme = {
+            "pqat": lambda: combine.Default8BitPrunePreserveQuantizeScheme(),
+            "cqat": lambda: combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False),
+            "pcqat": lambda: combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True),
+        }.get(ctx.variant)
+        base = clone(model)
+        if step.layers.scope == LayerScope.ALL:
+            annotated = quantize.quantize_annotate_model(base)
+        else:
+            names = select(base, step.layers, f"{ctx.where}.layers")
+            annotated = tf_keras.models.clone_model(
+                base,
+                clone_function=lambda layer: quantize.quantize_annotate_layer(layer) if layer.name in names else layer)
+        with quantize.quantize_scope():
+            qat = quantize.quantize_apply(annotated, scheme()) if scheme else quantize.quantize_apply(annotated)
+        fit(qat, ds, **step.training(), report=ctx.report, from_logits=not outputs_probabilities(base))
+        return StepResult(qat, [], {"variant": {"target": ctx.variant, "achieved": ctx.variant}})
 
 
-def is_qat(model: tf_keras.Model) -> bool:
+def is_qat(model) -> bool:
     return any(layer.__class__.__name__.startswith("Quantize") for layer in model.layers)
 
 
-def float_copy(qat_model: tf_keras.Model, like: tf_keras.Model) -> tf_keras.Model:
+def float_copy(qat_model, like):
     """The float weights of a QAT model in a plain copy of ``like`` (same architecture).
 
     Only for recipes that explicitly run a method after QAT: the learned quantization
     ranges are dropped, which the report says.
     """
+    from compression.engine.models import clone
+
     out = clone(like)
     by_name = {}
     for layer in qat_model.layers:
@@ -66,9 +116,9 @@ def float_copy(qat_model: tf_keras.Model, like: tf_keras.Model) -> tf_keras.Mode
         if src is None or not layer.weights:
             continue
         values = {w.name.split("/")[-1]: w for w in src.weights}
-        new = []
-        for w in layer.weights:
-            key = w.name.split("/")[-1]
-            new.append(values[key].numpy() if key in values else w.numpy())
-        layer.set_weights(new)
+        layer.set_weights([values[w.name.split("/")[-1]].numpy() if w.name.split("/")[-1] in values else w.numpy()
+                           for w in layer.weights])
     return out
+
+
+METHOD = Quantize()
