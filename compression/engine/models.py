@@ -22,7 +22,8 @@ import tf_keras
 from compression.choices import Arch
 from compression.data import Dataset
 from compression.errors import Cancelled, ModelLoadError
-from compression.modelfile import CODE_LAYERS, layer_configs, read_config
+from compression import modelfile
+from compression.modelfile import read_config
 
 keras = tf_keras
 layers = tf_keras.layers
@@ -192,37 +193,13 @@ def save(model: keras.Model, path: Path) -> None:
 
 
 def _check_layers(config: dict, name: str) -> None:
-    if config.get("class_name") not in ("Sequential", "Functional", "Model"):
-        raise ModelLoadError(
-            f"{name} holds a {config.get('class_name')!r}; only Sequential and functional models can be loaded"
-        )
-    for layer in layer_configs(config):
-        cls = layer.get("class_name", "?")
-        if cls in CODE_LAYERS:
-            raise ModelLoadError(
-                f"{name} has a {cls} layer ({layer.get('config', {}).get('name')}), which holds Python code; "
-                "loading never runs code from a file: replace it with standard layers"
-            )
-        module = layer.get("module") or "keras"
-        registered = layer.get("registered_name")
-        standard = module.split(".")[0] in ("keras", "tf_keras") and (registered in (None, cls))
-        if not standard or not hasattr(tf_keras.layers, cls) and cls not in ("Sequential", "Functional", "Model"):
-            raise ModelLoadError(
-                f"{name} has a custom layer {registered or cls!r}; only standard Keras layers can be loaded"
-            )
+    """The engine's model check is the shared inspector's: every object anywhere in the config."""
+    modelfile.check_config(config, name)
 
 
 def inspect_model_file(path: str | Path) -> dict:
     """Read a model file's config safely: {'keras_version', 'class_name', 'layers': [class names]}."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"model file {path} does not exist")
-    if path.suffix.lower() not in (".keras", ".h5", ".hdf5"):
-        raise ModelLoadError(f"{path.name}: only .keras and .h5 model files can be loaded")
-    config, version = read_config(path)
-    _check_layers(config, path.name)
-    return {"keras_version": version, "class_name": config.get("class_name"),
-            "layers": [layer.get("class_name") for layer in layer_configs(config)]}
+    return modelfile.inspect(path)
 
 
 def load_model(path: str | Path) -> keras.Model:
