@@ -235,7 +235,9 @@ def check_config(config: dict, name: str) -> list[str]:
                     if lname and node is not config:
                         here = lname
         elif CODE_KEYS & node.keys():
-            raise ModelLoadError(f"{name} holds a serialised Python function; loading never runs code from a file")
+            inside = f" (inside {holder})" if holder else ""
+            raise ModelLoadError(f"{name} has a serialised Python function{inside}, which holds Python code; "
+                                 "loading never runs code from a file: replace it with standard layers")
         for key, value in node.items():
             if isinstance(value, (dict, list)):
                 stack.append((value, here, inert or key in NOT_DESERIALISED))
