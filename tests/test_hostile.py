@@ -94,6 +94,18 @@ def test_a_wrapped_lambda_is_refused_everywhere_without_running(armed, suffix, t
     assert not marker.exists()
 
 
+def test_the_h5_loader_refuses_bytecode_even_past_the_inspector(armed, monkeypatch):
+    """Defence in depth: with the inspector switched off, tf_keras' safe mode still refuses the Lambda."""
+    from compression.engine import models
+
+    folder, marker = armed
+    monkeypatch.setattr(models, "inspect_model_file", lambda p: {"keras_version": "2.21.0"})
+    with pytest.raises(ModelLoadError) as err:
+        models.load_model(folder / "armed.h5")
+    assert "could not be loaded" in one_line(err)
+    assert not marker.exists()
+
+
 def _model(*layers, compile_config=None):
     config = {"class_name": "Functional", "config": {"name": "m", "layers": [
         {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [None, 4]}}, *layers]}}

@@ -202,6 +202,16 @@ def inspect_model_file(path: str | Path) -> dict:
     return modelfile.inspect(path)
 
 
+def _safe_mode_scope():
+    try:
+        from tf_keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:  # a tf_keras without it: the inspector above is the only guard
+        import contextlib
+
+        return contextlib.nullcontext()
+    return SafeModeScope(True)
+
+
 def load_model(path: str | Path) -> keras.Model:
     """Load a user's .keras or .h5 model as a tf_keras model, never running code from the file."""
     path = Path(path)
@@ -212,7 +222,10 @@ def load_model(path: str | Path) -> keras.Model:
         if path.suffix.lower() == ".keras":
             model = tf_keras.models.load_model(str(path), compile=False, safe_mode=True)
         else:
-            model = tf_keras.models.load_model(str(path), compile=False)
+            # Second line of defence: the legacy .h5 loader ignores safe_mode, but its Lambda
+            # refuses bytecode inside this scope.
+            with _safe_mode_scope():
+                model = tf_keras.models.load_model(str(path), compile=False)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"{path.name} could not be loaded: {first[:300]}") from None
