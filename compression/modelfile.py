@@ -111,7 +111,8 @@ def _read_keras_zip(path: Path) -> tuple[dict, str]:
             if len(infos) > MAX_ZIP_MEMBERS:
                 raise _file_error(path, f"the archive has {len(infos)} entries; a Keras file has a handful")
             for info in infos:
-                limits.check_zip_member(info, path.name, weights_cap)
+                cap = limits.MAX_CONFIG_BYTES if info.filename.endswith(".json") else weights_cap
+                limits.check_zip_member(info, path.name, cap)
             names = {i.filename for i in infos}
             if "config.json" not in names:
                 raise ModelLoadError(f"{path.name} is not a Keras model file (no config.json inside)")
