@@ -191,7 +191,7 @@ def deep_check(path: str | Path, kind: str, timeout: float = 180) -> str | None:
     try:
         proc = subprocess.run([sys.executable, "-m", "compression.studio.upload_check", kind, str(path)],
                               capture_output=True, text=True, timeout=timeout,
-                              cwd=str(Path(__file__).resolve().parents[1]))
+                              cwd=str(Path(__file__).resolve().parents[2]))  # the project root
     except subprocess.TimeoutExpired:
         return f"checking {Path(path).name} took longer than {timeout:.0f} s; it is refused"
     for line in reversed(proc.stdout.strip().splitlines()):
