@@ -96,9 +96,9 @@ def preflight(recipe: Recipe) -> None:
 
         data.load_npz(recipe.dataset.npz)
     if recipe.baseline.path:
-        from compression.engine import models
+        from compression import modelfile  # the engine's own inspector, without importing TensorFlow
 
-        models.inspect_model_file(recipe.baseline.path)
+        modelfile.inspect(recipe.baseline.path)
 
 
 def run_foreground(recipe: Recipe, out: Path, quiet: bool = False) -> int:
@@ -169,7 +169,8 @@ def cmd_check(args) -> int:
 
     try:
         recipe = Recipe.load(args.recipe)
-    except RecipeError as e:
+        preflight(_resolve_paths(recipe, Path(args.recipe).resolve().parent))
+    except UserError as e:
         return _fail(str(e))
     print(f"{recipe.name}: {len(recipe.steps)} steps, {training_epochs(recipe)} training epochs, export {recipe.export.value}")
     for i, p in enumerate(plan(recipe)):

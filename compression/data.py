@@ -23,10 +23,10 @@ import numpy as np
 
 from compression.choices import DatasetName
 from compression.errors import DatasetError
+from compression.npzfile import NPZ_KEYS, dtype_problem, inspect_npz
 
 VALIDATION_FRACTION = 0.1
 SPLIT_SEED = 1234  # the validation split never depends on the model's seed
-NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MAX_CLASSES = 1000
 
 FASHION_FILES = {
@@ -286,14 +286,19 @@ def validate_arrays(arrays: dict[str, np.ndarray], source: str = "the file") -> 
         raise DatasetError(f"{source} lacks {', '.join(missing)}; it needs the keys {', '.join(NPZ_KEYS)}")
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.dtype.kind not in "uif":
-            raise DatasetError(f"x_{split} has dtype {x.dtype}; it must hold numbers (uint8 or float)")
+        for key, a in ((f"x_{split}", x), (f"y_{split}", y)):
+            problem = dtype_problem(key, a.dtype)
+            if problem:
+                raise DatasetError(problem)
         if x.ndim < 2 or x.ndim > 4:
             raise DatasetError(
                 f"x_{split} has shape {list(x.shape)}; expected (samples, features), (samples, H, W) or (samples, H, W, C)"
             )
         if len(x) == 0:
             raise DatasetError(f"x_{split} has no samples")
+        if 0 in x.shape[1:]:
+            raise DatasetError(f"x_{split} has shape {list(x.shape)}: its samples hold no values; "
+                               "each sample needs at least one feature")
         if y.ndim == 2 and y.shape[1] == 1:
             y = y.reshape(-1)
         if y.ndim != 1:
@@ -307,8 +312,6 @@ def validate_arrays(arrays: dict[str, np.ndarray], source: str = "the file") -> 
         if y.dtype.kind == "f":
             if not np.isfinite(y).all() or not np.all(y == np.round(y)):
                 raise DatasetError(f"y_{split} holds non-integer labels; labels must be whole numbers 0..K-1")
-        elif y.dtype.kind not in "iu":
-            raise DatasetError(f"y_{split} has dtype {y.dtype}; labels must be integers 0..K-1")
         if y.min() < 0:
             raise DatasetError(f"y_{split} has the label {int(y.min())}; labels must be 0..K-1")
         if y.max() >= MAX_CLASSES:
@@ -328,14 +331,15 @@ def load_npz(path: str | Path) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"dataset file {path} does not exist")
+    inspect_npz(path)  # bounded: nothing is loaded unless the headers pass
     try:
         # allow_pickle=False: an .npz may not run code when it is read.
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+            arrays = {k: f[k] for k in NPZ_KEYS}
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise DatasetError(f"{path.name} holds Python objects (pickles), which are refused; save plain arrays") from None
-        raise DatasetError(f"{path.name} is not a readable .npz file: {e}") from None
+        raise DatasetError(f"{path.name} is not a readable .npz file: {str(e).splitlines()[0][:200]}") from None
     except Exception as e:  # zipfile.BadZipFile, OSError, EOFError ...
         raise DatasetError(f"{path.name} is not a readable .npz file ({type(e).__name__})") from None
     validate_arrays(arrays, path.name)

@@ -186,6 +186,8 @@ class Recipe:
         name = d.get("name", "recipe")
         if not isinstance(name, str) or not name.strip() or len(name) > 100:
             raise RecipeError("name", "must be a non-empty string of at most 100 characters")
+        if not name.isprintable():
+            raise RecipeError("name", "must be printable text: no control characters, tabs or line breaks")
         if "dataset" not in d:
             allowed = ", ".join(n.value for n in DatasetName)
             raise RecipeError("dataset", f'missing; allowed: {allowed}, or {{"npz": "data.npz"}}')
@@ -224,23 +226,34 @@ class Recipe:
         plan(self)
 
     @classmethod
-    def from_json(cls, text: str) -> "Recipe":
+    def from_json(cls, text: str | bytes) -> "Recipe":
+        """A recipe from JSON text; size, nesting and number length are bounded before parsing."""
+        from compression import limits
+
         try:
-            data = json.loads(text)
+            data = limits.loads(text, "the recipe", limits.MAX_RECIPE_BYTES, limits.MAX_RECIPE_DEPTH)
+        except limits.LimitError as e:
+            raise RecipeError("", str(e)) from None
         except json.JSONDecodeError as e:
             raise RecipeError("", f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
         return cls.from_dict(data)
 
     @classmethod
     def load(cls, path: str | Path) -> "Recipe":
+        from compression import limits
+
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            with open(path, "rb") as f:
+                raw = f.read(limits.MAX_RECIPE_BYTES + 1)  # never more than the cap, whatever the file's size
         except FileNotFoundError:
             raise RecipeError("", f"recipe file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise RecipeError("", f"cannot read recipe file {path}: {e}") from None
-        return cls.from_json(text)
+        except OSError as e:
+            raise RecipeError("", f"cannot read recipe file {path}: {e.strerror or type(e).__name__}") from None
+        if len(raw) > limits.MAX_RECIPE_BYTES:
+            raise RecipeError("", f"recipe file {path.name} is larger than {limits.human(limits.MAX_RECIPE_BYTES)}; "
+                                  "a recipe is a few kilobytes")
+        return cls.from_json(raw)
 
     def to_dict(self) -> dict:
         return {

@@ -1,12 +1,14 @@
 """Pipeline: compose, order and tune the compression steps, check them live, run them."""
 
+import os
 from pathlib import Path
 
 import streamlit as st
 
-from compression.studio import dashboard
+from compression import limits
+from compression.studio import dashboard, uploads
 from compression.choices import Arch, CentroidInit, DatasetName, ExportMode, LayerScope, Method, Schedule, options
-from compression.errors import RecipeError
+from compression.errors import RecipeError, UserError
 from compression.ordering import plan
 from compression.recipe import Recipe, training_epochs
 from compression.store.results import try_load_run
@@ -92,15 +94,21 @@ def _load_recipe_file():
     ss.pl_json_msg = None
     if up is None:
         return
+    raw = up.getvalue()
+    if len(raw) > limits.MAX_RECIPE_BYTES:
+        ss.pl_json_msg = ("error", f"{up.name} is {limits.human(len(raw))}; a recipe may be at most "
+                                   f"{limits.human(limits.MAX_RECIPE_BYTES)}")
+        return
     try:
-        text = up.getvalue().decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         ss.pl_json_msg = ("error", f"{up.name} is not a text file")
         return
     try:
-        recipe = Recipe.from_json(text)
-    except RecipeError as e:
-        ss.pl_json_msg = ("error", f"{up.name}: {e}")
+        # Files named by a recipe from the browser must lie in the workspace (uploads/, runs/).
+        recipe = uploads.confine_recipe_paths(Recipe.from_json(text))
+    except UserError as e:
+        ss.pl_json_msg = ("error", f"{up.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
         return
     d = recipe.to_dict()
     _load_steps(d["steps"])
@@ -109,7 +117,7 @@ def _load_recipe_file():
     match = None
     if recipe.baseline.path:
         for job in dashboard.baselines(dashboard.list_jobs()):
-            if Path(job["run_dir"]) / "baseline.keras" == Path(recipe.baseline.path):
+            if os.path.realpath(Path(job["run_dir"]) / "baseline.keras") == os.path.realpath(recipe.baseline.path):
                 match = job["id"]
     ss.pl_base_id = match or OWN
     ss.pl_json_msg = ("ok", f"Loaded {up.name}: {len(d['steps'])} steps, export {d['export']}.")

@@ -27,8 +27,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from compression.errors import ModelLoadError, UserError
-from compression.modelfile import CODE_LAYERS, read_config
+from compression.errors import DatasetError, ModelLoadError, UserError
+from compression.modelfile import check_config, read_config
+from compression.npzfile import inspect_npz
 from compression.store.workspace import home_dir
 
 MB = 1024 * 1024
@@ -49,28 +50,14 @@ def safe_name(filename: str) -> str:
     return name[:100]
 
 
-def _walk_layers(config, found: set[str]):
-    if isinstance(config, dict):
-        cls = config.get("class_name")
-        if isinstance(cls, str):
-            found.add(cls)
-        for v in config.values():
-            _walk_layers(v, found)
-    elif isinstance(config, list):
-        for v in config:
-            _walk_layers(v, found)
-
-
 def _check_config(config: dict, name: str) -> dict:
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise UploadError(f"{name}: the model configuration is not a Keras model")
-    classes: set[str] = set()
-    _walk_layers(config, classes)
-    unsafe = sorted(classes & CODE_LAYERS)
-    if unsafe:
-        raise UploadError(f"{name}: refused, the model contains a {unsafe[0]} layer, which runs arbitrary Python "
-                          "code when loaded; rebuild it without Lambda layers")
-    layers = (config.get("config") or {}).get("layers") if isinstance(config.get("config"), dict) else None
+    """The shared inspector's verdict (compression.modelfile), under the uploaded name."""
+    try:
+        check_config(config, name)
+    except ModelLoadError as e:
+        raise UploadError(str(e)) from None
+    inner = config.get("config")
+    layers = inner.get("layers") if isinstance(inner, dict) else None
     return {"model_class": config.get("class_name"), "layers": len(layers) if isinstance(layers, list) else None}
 
 
@@ -137,6 +124,10 @@ def check_npz(path: str | Path, name: str | None = None) -> dict:
     if path.suffix.lower() != ".npz":
         raise UploadError(f"{name}: a dataset must be an .npz file")
     try:
+        inspect_npz(path, name)  # keys, dtypes and the memory it would take, from the headers alone
+    except DatasetError as e:
+        raise UploadError(str(e)) from None
+    try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
             missing = [k for k in NPZ_KEYS if k not in keys]
@@ -157,6 +148,9 @@ def check_npz(path: str | Path, name: str | None = None) -> dict:
         if x.dtype.kind not in "uif" or x.ndim not in (2, 3, 4):
             raise UploadError(f"{name}: x_{split} must be numeric with 2 to 4 dimensions (samples first); "
                               f"it is {x.dtype} with shape {x.shape}")
+        if 0 in x.shape[1:]:
+            raise UploadError(f"{name}: x_{split} has shape {list(x.shape)}: its samples hold no values; "
+                              "each sample needs at least one feature")
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1 or y.dtype.kind not in "uif":
@@ -197,7 +191,7 @@ def deep_check(path: str | Path, kind: str, timeout: float = 180) -> str | None:
     try:
         proc = subprocess.run([sys.executable, "-m", "compression.studio.upload_check", kind, str(path)],
                               capture_output=True, text=True, timeout=timeout,
-                              cwd=str(Path(__file__).resolve().parents[1]))
+                              cwd=str(Path(__file__).resolve().parents[2]))  # the project root
     except subprocess.TimeoutExpired:
         return f"checking {Path(path).name} took longer than {timeout:.0f} s; it is refused"
     for line in reversed(proc.stdout.strip().splitlines()):
@@ -258,3 +252,36 @@ def list_uploads(kind: str, home: str | Path | None = None) -> list[Path]:
         return []
     files = [p for p in folder.glob("*/*") if p.is_file() and not p.name.endswith(".part")]
     return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def confine_recipe_paths(recipe, home: str | Path | None = None):
+    """A recipe from the browser may only name files in the workspace's uploads and runs folders.
+
+    Returns the recipe with those paths made absolute (symlinks and ``..`` resolved), or
+    raises UploadError with one line. The command line does not call this: there the user
+    may name any file they can read.
+    """
+    from dataclasses import replace
+
+    root = Path(os.path.realpath(home_dir(home, create=False)))
+    allowed = [root / "uploads", root / "runs"]
+
+    def confined(value: str | None, field: str) -> str | None:
+        if value is None:
+            return None
+        if "\x00" in value:
+            raise UploadError(f"{field}: the path holds a NUL character")
+        given = Path(value).expanduser()
+        real = Path(os.path.realpath(given if given.is_absolute() else root / given))
+        if not any(real == a or real.is_relative_to(a) for a in allowed):
+            raise UploadError(
+                f"{field}: {value!r} is outside the workspace; a recipe uploaded here may only name files "
+                f"under {allowed[0]} or {allowed[1]} (upload the file on the Baseline page, or use the command line)"
+            )
+        return str(real)
+
+    if recipe.baseline.path is not None:
+        recipe = replace(recipe, baseline=replace(recipe.baseline, path=confined(recipe.baseline.path, "baseline.path")))
+    if recipe.dataset.npz is not None:
+        recipe = replace(recipe, dataset=replace(recipe.dataset, npz=confined(recipe.dataset.npz, "dataset.npz")))
+    return recipe
