@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import lzma
+import math
 import re
 import struct
 import zlib
@@ -131,7 +132,7 @@ def kernel_tensors(tflite: bytes) -> list[tuple[TensorInfo, int, int]]:
         if not 0 < t.buffer < len(model.buffers) or t.buffer in found:
             continue
         buf = model.buffers[t.buffer]
-        if buf.length == 0 or buf.length != int(np.prod(t.shape)) * ITEM_BYTES[t.type]:
+        if buf.length == 0 or buf.length != math.prod(t.shape) * ITEM_BYTES[t.type]:
             continue
         found[t.buffer] = (t, buf.offset, buf.length)
     regions, end = [], 0

@@ -180,7 +180,7 @@ def _baseline(recipe: Recipe, ds: data.Dataset, tracker: Tracker):
         model = models.load_model(b.path)
         ds = models.adapt(model, ds, Path(b.path).name)
         return model, ds, "loaded"
-    ds_b = ds.with_channel_axis() if b.arch.value == "lenet_5" else ds
+    ds_b = ds.with_channel_axis() if models.needs_channel_axis(b.arch) else ds
     model = models.train_baseline(b.arch, ds_b, epochs=b.epochs, batch_size=b.batch_size, seed=b.seed,
                                   learning_rate=b.learning_rate, report=tracker.batch_report())
     return model, ds_b, "trained"
