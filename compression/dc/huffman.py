@@ -151,14 +151,14 @@ def decode(data: bytes, nbits: int, lengths: np.ndarray, count: int) -> np.ndarr
     table_len[idx] = np.repeat(lengths[present], span)
 
     bits = np.concatenate([np.unpackbits(np.frombuffer(data, dtype=np.uint8))[:nbits],
-                           np.zeros(width, dtype=np.uint8)]).astype(np.int64)
+                           np.zeros(width, dtype=np.uint8)])  # one byte per bit; windows per chunk
     out: list[int] = []
     pos = 0
     while len(out) < count:
         if pos >= nbits:
             raise ContainerError("damaged container: a coded stream ends early")
         start, end = pos, min(nbits, pos + _CHUNK_BITS)
-        window = np.zeros(end - start, dtype=np.int64)
+        window = np.zeros(end - start, dtype=np.int32)  # width <= MAX_CODE_BITS < 31
         for k in range(width):
             window = (window << 1) | bits[start + k:end + k]
         syms, lens = table_sym[window].tolist(), table_len[window].tolist()
