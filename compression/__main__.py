@@ -246,6 +246,29 @@ def cmd_examples(args) -> int:
     return 0
 
 
+def cmd_unpack(args) -> int:
+    """model.dc -> model.tflite, byte-identical (TensorFlow-free)."""
+    from compression.dc import decode
+
+    src, out = Path(args.container), Path(args.out)
+    if out.exists() and not args.force:
+        return _fail(f"{out} exists; pass --force to overwrite it")
+    try:
+        blob = src.read_bytes()
+    except OSError as e:
+        return _fail(f"cannot read {src}: {e.strerror or e}")
+    try:
+        tflite = decode(blob)
+    except UserError as e:
+        return _fail(f"{src.name}: {e}")
+    try:
+        out.write_bytes(tflite)
+    except OSError as e:
+        return _fail(f"cannot write {out}: {e.strerror or e}")
+    print(f"wrote {out} ({len(tflite):,} B from {len(blob):,} B)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m compression",
@@ -281,9 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe")
     p.set_defaults(func=cmd_check)
 
+<<<<<<< HEAD
     p = sub.add_parser("methods", help="list the compression methods and exporters with their parameters")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_methods)
+=======
+    p = sub.add_parser("unpack", help="restore model.tflite from a Deep Compression container (model.dc)")
+    p.add_argument("container", help="the model.dc file")
+    p.add_argument("--out", required=True, help="the .tflite file to write")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.set_defaults(func=cmd_unpack)
+>>>>>>> dc
 
     p = sub.add_parser("examples", help="list the ready recipes under examples/")
     p.set_defaults(func=cmd_examples)

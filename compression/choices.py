@@ -18,6 +18,7 @@ class Arch(StrEnum):
     DENSE_REDUNDANT = "dense_redundant"
     LENET_300_100 = "lenet_300_100"
     LENET_5 = "lenet_5"
+    LENET_5_CAFFE = "lenet_5_caffe"  # Han et al.'s LeNet-5: Caffe's conv 20 / conv 50 / fc 500, 431K parameters
 
 
 class Schedule(StrEnum):

@@ -22,3 +22,11 @@ class ModelLoadError(UserError):
 
 class Cancelled(Exception):
     """Raised from a progress callback to stop a run."""
+
+
+class TFLiteFileError(UserError):
+    """A .tflite file that cannot be read (damaged, truncated or not a TFLite flatbuffer)."""
+
+
+class ContainerError(UserError):
+    """A Deep Compression container (model.dc) that is damaged, truncated or not one at all."""

@@ -53,12 +53,38 @@ PLAIN_ACTIVATIONS = {"relu", "relu6", "sigmoid", "softmax", "tanh", "linear", "e
 # --- architectures -----------------------------------------------------------------------
 
 
+# Convolutional architectures: they take images with a channel axis (Dataset.with_channel_axis).
+NEEDS_CHANNEL_AXIS = frozenset({Arch.LENET_5, Arch.LENET_5_CAFFE})
+
+
+def needs_channel_axis(arch: Arch | str) -> bool:
+    return Arch(arch) in NEEDS_CHANNEL_AXIS
+
+
 def build(arch: Arch | str, input_shape: tuple[int, ...], num_classes: int, seed: int = 0) -> keras.Model:
     """A fresh, untrained baseline. Dense models flatten any input; lenet_5 needs images."""
     arch = Arch(arch)
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=tuple(input_shape), name="input")
-    if arch == Arch.LENET_5:
+    if arch == Arch.LENET_5_CAFFE:
+        # Caffe's LeNet (Han et al.'s "LeNet-5": 431K parameters on 28x28x1): valid 5x5 convolutions.
+        if len(input_shape) == 2:
+            x = layers.Reshape((*input_shape, 1), name="add_channel")(inputs)
+        elif len(input_shape) == 3:
+            x = inputs
+        else:
+            raise ModelLoadError(
+                f"lenet_5_caffe needs image inputs (H, W) or (H, W, C); this dataset has {list(input_shape)}")
+        if min(input_shape[:2]) < 16:
+            raise ModelLoadError(
+                f"lenet_5_caffe needs images of at least 16x16 pixels; this dataset has {list(input_shape[:2])}")
+        x = layers.Conv2D(20, 5, padding="valid", name="conv1")(x)
+        x = layers.MaxPooling2D(2, name="pool1")(x)
+        x = layers.Conv2D(50, 5, padding="valid", name="conv2")(x)
+        x = layers.MaxPooling2D(2, name="pool2")(x)
+        x = layers.Flatten(name="flatten")(x)
+        x = layers.Dense(500, activation="relu", name="fc1")(x)
+    elif arch == Arch.LENET_5:
         if len(input_shape) == 2:
             x = layers.Reshape((*input_shape, 1), name="add_channel")(inputs)
             h = input_shape[0]
@@ -116,40 +142,62 @@ def outputs_probabilities(model: keras.Model) -> bool:
     return "softmax" in name or last.__class__.__name__ == "Softmax"
 
 
-def learning_rate_schedule(learning_rate: float, lr_schedule: str, total_steps: int, steps_per_epoch: int,
-                           decay_rate: float = 0.9):
-    """A Keras learning-rate schedule: constant, cosine decay to zero over all steps, or
-    exponential decay by ``decay_rate`` per epoch."""
+LR_SCHEDULES = ("constant", "cosine", "exponential")
+
+
+def make_optimizer(learning_rate: float, *, lr_schedule: str = "constant", weight_decay: float = 0.0,
+                   decay_rate: float = 0.9, epochs: int = 1, steps_per_epoch: int = 1):
+    """Adam (AdamW when ``weight_decay`` > 0) with a learning-rate schedule.
+
+    constant: ``learning_rate`` throughout. cosine: from ``learning_rate`` down to 0 over all
+    ``epochs * steps_per_epoch`` steps. exponential: multiplied by ``decay_rate`` after every
+    epoch. Weight decay is decoupled (tf_keras AdamW: each step shrinks weights by
+    ``learning_rate(t) * weight_decay``, apart from the Adam update).
+    """
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {lr_schedule!r}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, not {weight_decay}")
+    if not 0 < decay_rate <= 1:
+        raise ValueError(f"decay_rate must be in (0, 1], not {decay_rate}")
+    steps_per_epoch = max(1, int(steps_per_epoch))
+    lr = learning_rate
     if lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps))
-    if lr_schedule == "exponential":
-        return keras.optimizers.schedules.ExponentialDecay(learning_rate, decay_steps=max(1, steps_per_epoch),
-                                                           decay_rate=decay_rate)
-    return learning_rate
+        lr = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps_per_epoch),
+                                                   alpha=0.0)
+    elif lr_schedule == "exponential":
+        lr = keras.optimizers.schedules.ExponentialDecay(learning_rate, decay_steps=steps_per_epoch,
+                                                         decay_rate=decay_rate, staircase=True)
+    if weight_decay > 0:
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay)
+    return keras.optimizers.Adam(lr)
 
 
-def compile_for_training(model: keras.Model, learning_rate, from_logits: bool | None = None,
-                         weight_decay: float = 0.0) -> None:
+def compile_for_training(model: keras.Model, learning_rate: float, from_logits: bool | None = None,
+                         optimizer=None) -> None:
     if from_logits is None:
         from_logits = not outputs_probabilities(model)
-    optimizer = (keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay) if weight_decay
-                 else keras.optimizers.Adam(learning_rate))
     model.compile(
-        optimizer=optimizer,
+        optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
         metrics=["accuracy"],
     )
 
 
 def fit(model: keras.Model, ds: Dataset, *, epochs: int, batch_size: int, learning_rate: float,
-        lr_schedule: str = "constant", decay_rate: float = 0.9, weight_decay: float = 0.0,
-        report: BatchReport | None = None, callbacks=(), from_logits: bool | None = None) -> None:
-    """Train in place on the training split, validating on the fixed validation split."""
+        report: BatchReport | None = None, callbacks=(), from_logits: bool | None = None,
+        lr_schedule: str = "constant", weight_decay: float = 0.0, decay_rate: float = 0.9) -> None:
+    """Train in place on the training split, validating on the fixed validation split.
+
+    ``lr_schedule``, ``weight_decay`` and ``decay_rate``: see ``make_optimizer``; the defaults
+    are plain Adam at a fixed rate.
+    """
     if epochs <= 0:
         return
     batches = math.ceil(len(ds.x_train) / batch_size)
-    lr = learning_rate_schedule(learning_rate, str(lr_schedule), epochs * batches, batches, decay_rate)
-    compile_for_training(model, lr, from_logits, weight_decay)
+    optimizer = make_optimizer(learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay,
+                               decay_rate=decay_rate, epochs=epochs, steps_per_epoch=batches)
+    compile_for_training(model, learning_rate, from_logits, optimizer=optimizer)
     cbs = list(callbacks)
     if report is not None:
         cbs.append(ReportProgress(report, epochs, batches))
@@ -164,19 +212,14 @@ def fit(model: keras.Model, ds: Dataset, *, epochs: int, batch_size: int, learni
         raise
 
 
-NEEDS_CHANNEL_AXIS = {Arch.LENET_5}  # convolutional baselines take (H, W, C) images
-
-
-def needs_channel_axis(arch: Arch | str) -> bool:
-    return Arch(arch) in NEEDS_CHANNEL_AXIS
-
-
 def train_baseline(arch: Arch | str, ds: Dataset, *, epochs: int, batch_size: int, seed: int,
-                   learning_rate: float = 1e-3, report: BatchReport | None = None, **training) -> keras.Model:
+                   learning_rate: float = 1e-3, report: BatchReport | None = None, lr_schedule: str = "constant",
+                   weight_decay: float = 0.0, decay_rate: float = 0.9) -> keras.Model:
     if needs_channel_axis(arch):
         ds = ds.with_channel_axis()
     model = build(arch, ds.input_shape, ds.num_classes, seed)
-    fit(model, ds, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, report=report, **training)
+    fit(model, ds, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, report=report,
+        lr_schedule=lr_schedule, weight_decay=weight_decay, decay_rate=decay_rate)
     return model
 
 

@@ -570,3 +570,62 @@ def recall_heatmap(df: pd.DataFrame) -> alt.LayerChart:
     return alt.layer(cells, text, title=alt.Title("Per-class recall across runs",
                                                   subtitle="number: recall of the exported model; colour: change against its own baseline (red = worse)")
                      ).properties(height=alt.Step(34), width=alt.Step(56))
+
+
+# --- Deep Compression container: where the bits go -------------------------------------------
+
+DC_KINDS = ["index", "weights", "codebook"]  # per layer, stacked in this order
+DC_GRAPH = "graph + biases"
+DC_KIND_COLORS = {"index": "#4c78a8", "weights": "#f58518", "codebook": "#54a24b", "graph": "#bab0ac"}
+
+
+def dc_bits_table(accounting: dict) -> pd.DataFrame:
+    """One row per kernel tensor (as in the paper's Tables 2-3) plus one for everything else.
+
+    Columns: layer, encoding, weights, kept_pct, weight_bits, index_bits, index/weight/codebook
+    bytes, bytes, raw_bytes and ratio. ``layer`` is the Keras layer name when the accounting
+    went through ``compression.dc.with_layers``, else the TFLite tensor name.
+    """
+    cols = ["layer", "encoding", "weights", "kept_pct", "weight_bits", "index_bits", "index_bytes",
+            "weight_bytes", "codebook_bytes", "bytes", "raw_bytes", "ratio"]
+    rows = []
+    for t in accounting.get("tensors") or []:
+        row = {c: t.get(c) for c in cols}
+        row["layer"] = t.get("layer") or t.get("tensor")
+        rows.append(row)
+    graph = int(accounting.get("graph_bytes") or 0)
+    raw_graph = accounting.get("graph_raw_bytes")
+    rows.append({"layer": DC_GRAPH, "encoding": accounting.get("graph_codec"), "weights": None, "kept_pct": None,
+                 "weight_bits": None, "index_bits": None, "index_bytes": 0, "weight_bytes": 0, "codebook_bytes": 0,
+                 "bytes": graph, "raw_bytes": raw_graph,
+                 "ratio": (raw_graph / graph) if raw_graph and graph else None})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def dc_bits_chart(accounting: dict) -> alt.Chart:
+    """Stacked horizontal bars: each layer's index, weight and codebook bytes, and one bar for the
+    rest of the file (graph, biases, scales; compressed). Aggregated per layer: a few rows."""
+    table = dc_bits_table(accounting)
+    order = list(table["layer"])
+    rows = []
+    for _, r in table.iterrows():
+        if r["layer"] == DC_GRAPH:
+            rows.append({"layer": r["layer"], "kind": "graph", "bytes": int(r["bytes"]), "encoding": r["encoding"]})
+            continue
+        for kind, col in zip(DC_KINDS, ("index_bytes", "weight_bytes", "codebook_bytes")):
+            rows.append({"layer": r["layer"], "kind": kind, "bytes": int(r[col] or 0), "encoding": r["encoding"]})
+    df = pd.DataFrame(rows, columns=["layer", "kind", "bytes", "encoding"])
+    kinds = DC_KINDS + ["graph"]
+    df["order"] = df["kind"].map({k: i for i, k in enumerate(kinds)})
+    total = accounting.get("dc_bytes")
+    subtitle = (f"model.dc {human_bytes(total)} from a {human_bytes(accounting.get('tflite_bytes'))} TFLite file; "
+                "codebook includes the Huffman tables") if total else "codebook includes the Huffman tables"
+    return alt.Chart(df).mark_bar().encode(
+        y=alt.Y("layer:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),
+        x=alt.X("sum(bytes):Q", title="bytes in model.dc", stack="zero"),
+        color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=kinds, range=[DC_KIND_COLORS[k] for k in kinds]),
+                        legend=alt.Legend(orient="top")),
+        order=alt.Order("order:Q"),
+        tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("kind:N"), alt.Tooltip("bytes:Q", format=","),
+                 alt.Tooltip("encoding:N")],
+    ).properties(title=alt.Title("Where the bits go", subtitle=subtitle), height=alt.Step(28), width=520)

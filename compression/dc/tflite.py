@@ -1,0 +1,176 @@
+"""A read-only FlatBuffers reader for the parts of the TFLite schema we need, without TensorFlow.
+
+It reads Model.buffers (where every buffer's bytes lie in the file) and every subgraph's
+tensors (shape, type, buffer index, name, quantization scale/zero point/dimension), after
+tensorflow/lite/schema/schema.fbs. Every offset and length is checked against the file
+size: a damaged file raises TFLiteFileError with one line, never IndexError.
+
+FlatBuffers layout in short: the file starts with a uint32 offset to the root table and
+the 4-byte identifier "TFL3". A table starts with an int32 distance back to its vtable;
+the vtable holds uint16 sizes and then one uint16 offset per field (0 = absent, default).
+Offset fields (tables, vectors, strings) hold a uint32 relative to where they are stored.
+A vector is a uint32 element count followed by the elements.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from compression.errors import TFLiteFileError
+
+IDENTIFIER = b"TFL3"
+
+# TensorType in schema.fbs
+FLOAT32, FLOAT16, INT32, UINT8, INT64, STRING, BOOL, INT16, COMPLEX64, INT8 = range(10)
+TYPE_NAMES = {FLOAT32: "float32", FLOAT16: "float16", INT32: "int32", UINT8: "uint8", INT64: "int64",
+              STRING: "string", BOOL: "bool", INT16: "int16", COMPLEX64: "complex64", INT8: "int8"}
+ITEM_BYTES = {FLOAT32: 4, FLOAT16: 2, INT32: 4, UINT8: 1, INT64: 8, BOOL: 1, INT16: 2, COMPLEX64: 8, INT8: 1}
+
+# field numbers (vtable slot index) per table
+_MODEL_VERSION, _MODEL_SUBGRAPHS, _MODEL_BUFFERS = 0, 2, 4
+_SUBGRAPH_TENSORS, _SUBGRAPH_NAME = 0, 4
+_TENSOR_SHAPE, _TENSOR_TYPE, _TENSOR_BUFFER, _TENSOR_NAME, _TENSOR_QUANT = 0, 1, 2, 3, 4
+_QUANT_SCALE, _QUANT_ZERO_POINT, _QUANT_DIMENSION = 2, 3, 6
+_BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class BufferInfo:
+    index: int
+    offset: int  # byte offset of the buffer's data in the file
+    length: int  # bytes (0 for an empty buffer)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    subgraph: int
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    type: int
+    buffer: int
+    scale: tuple[float, ...] = ()
+    zero_point: tuple[int, ...] = ()
+    quantized_dimension: int = 0
+
+    @property
+    def type_name(self) -> str:
+        return TYPE_NAMES.get(self.type, f"type{self.type}")
+
+
+@dataclass
+class TFLiteModel:
+    version: int
+    buffers: list[BufferInfo] = field(default_factory=list)
+    tensors: list[TensorInfo] = field(default_factory=list)
+
+
+class _Reader:
+    def __init__(self, buf: bytes):
+        self.buf = buf
+        self.size = len(buf)
+
+    def fail(self, what: str):
+        raise TFLiteFileError(f"not a valid TFLite file: {what}")
+
+    def _unpack(self, fmt: str, pos: int):
+        n = struct.calcsize(fmt)
+        if pos < 0 or pos + n > self.size:
+            self.fail(f"offset {pos} lies outside the file ({self.size} bytes)")
+        return struct.unpack_from(fmt, self.buf, pos)[0]
+
+    def u32(self, pos: int) -> int:
+        return self._unpack("<I", pos)
+
+    def table(self, pos: int) -> "_Table":
+        vtable = pos - self._unpack("<i", pos)
+        vsize = self._unpack("<H", vtable)
+        if vsize < 4 or vsize % 2 or vtable + vsize > self.size:
+            self.fail(f"table at {pos} has a damaged vtable")
+        return _Table(self, pos, vtable, (vsize - 4) // 2, self._unpack("<H", vtable + 2))
+
+
+class _Table:
+    def __init__(self, r: _Reader, pos: int, vtable: int, nfields: int, inline_size: int):
+        self.r, self.pos, self.vtable, self.nfields, self.inline_size = r, pos, vtable, nfields, inline_size
+
+    def _field(self, i: int) -> int | None:
+        if i >= self.nfields:
+            return None
+        off = self.r._unpack("<H", self.vtable + 4 + 2 * i)
+        if off == 0:
+            return None
+        if off >= self.inline_size:
+            self.r.fail(f"field {i} of the table at {self.pos} lies outside the table")
+        return self.pos + off
+
+    def scalar(self, i: int, fmt: str, default):
+        p = self._field(i)
+        return default if p is None else self.r._unpack(fmt, p)
+
+    def _target(self, i: int) -> int | None:
+        p = self._field(i)
+        return None if p is None else p + self.r.u32(p)
+
+    def table(self, i: int) -> _Table | None:
+        t = self._target(i)
+        return None if t is None else self.r.table(t)
+
+    def vector(self, i: int, item_bytes: int) -> tuple[int, int]:
+        """(start of the elements, element count); (0, 0) when absent."""
+        t = self._target(i)
+        if t is None:
+            return 0, 0
+        n = self.r.u32(t)
+        start = t + 4
+        if start + n * item_bytes > self.r.size:
+            self.r.fail(f"a vector of {n} elements at {t} runs past the end of the file")
+        return start, n
+
+    def numbers(self, i: int, fmt: str) -> tuple:
+        size = struct.calcsize(fmt)
+        start, n = self.vector(i, size)
+        return struct.unpack_from(f"<{n}{fmt}", self.r.buf, start) if n else ()
+
+    def tables(self, i: int) -> list[_Table]:
+        start, n = self.vector(i, 4)
+        return [self.r.table(start + 4 * k + self.r.u32(start + 4 * k)) for k in range(n)]
+
+    def string(self, i: int) -> str:
+        start, n = self.vector(i, 1)
+        return bytes(self.r.buf[start:start + n]).decode("utf-8", errors="replace")
+
+
+def read(tflite: bytes) -> TFLiteModel:
+    """The buffers and tensors of a TFLite flatbuffer; TFLiteFileError if it is not one."""
+    buf = bytes(tflite)
+    if len(buf) < 8 or buf[4:8] != IDENTIFIER:
+        raise TFLiteFileError("not a TFLite file (no TFL3 identifier)")
+    r = _Reader(buf)
+    model = r.table(r.u32(0))
+    out = TFLiteModel(version=model.scalar(_MODEL_VERSION, "<I", 0))
+    for k, b in enumerate(model.tables(_MODEL_BUFFERS)):
+        start, n = b.vector(_BUFFER_DATA, 1)
+        offset = b.scalar(_BUFFER_OFFSET, "<Q", 0)
+        if n == 0 and offset > 1:  # large models keep buffer data after the flatbuffer
+            size = b.scalar(_BUFFER_SIZE, "<Q", 0)
+            if offset + size > len(buf):
+                r.fail(f"buffer {k} ({size} bytes at {offset}) runs past the end of the file")
+            start, n = offset, size
+        out.buffers.append(BufferInfo(k, start, n))
+    for g, sub in enumerate(model.tables(_MODEL_SUBGRAPHS)):
+        for t_index, t in enumerate(sub.tables(_SUBGRAPH_TENSORS)):
+            q = t.table(_TENSOR_QUANT)
+            out.tensors.append(TensorInfo(
+                subgraph=g,
+                index=t_index,
+                name=t.string(_TENSOR_NAME),
+                shape=tuple(t.numbers(_TENSOR_SHAPE, "i")),
+                type=t.scalar(_TENSOR_TYPE, "<b", 0),
+                buffer=t.scalar(_TENSOR_BUFFER, "<I", 0),
+                scale=tuple(q.numbers(_QUANT_SCALE, "f")) if q else (),
+                zero_point=tuple(q.numbers(_QUANT_ZERO_POINT, "q")) if q else (),
+                quantized_dimension=q.scalar(_QUANT_DIMENSION, "<i", 0) if q else 0,
+            ))
+    return out
