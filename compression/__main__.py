@@ -304,17 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe")
     p.set_defaults(func=cmd_check)
 
-<<<<<<< HEAD
     p = sub.add_parser("methods", help="list the compression methods and exporters with their parameters")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_methods)
-=======
+
     p = sub.add_parser("unpack", help="restore model.tflite from a Deep Compression container (model.dc)")
     p.add_argument("container", help="the model.dc file")
     p.add_argument("--out", required=True, help="the .tflite file to write")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(func=cmd_unpack)
->>>>>>> dc
 
     p = sub.add_parser("examples", help="list the ready recipes under examples/")
     p.set_defaults(func=cmd_examples)
