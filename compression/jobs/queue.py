@@ -61,7 +61,12 @@ def make_huey(home: Path, run_job: Callable[[str], None] | None = None,
         huey = SqliteHuey(name, filename=path, results=False, strict_fifo=True, timeout=30)
     else:
         raise UserError(f"{QUEUE_ENV}={url!r}: use 'sqlite' or a redis://host:port/db URL")
-    huey.compression_task = huey.task(name=TASK_NAME)(run_job or _submit_only)
+    body = run_job or _submit_only
+
+    def run_job_task(job_id: str) -> None:  # defined here on both sides: Huey names tasks by module
+        body(job_id)
+
+    huey.compression_task = huey.task(name=TASK_NAME)(run_job_task)
     if on_startup is not None:
         huey.on_startup(name="compression_worker_startup")(on_startup)
     return huey

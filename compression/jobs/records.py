@@ -43,6 +43,7 @@ STALE_ENV = "COMPRESSION_HEARTBEAT_TIMEOUT"  # seconds without heartbeat before 
 CANCEL_GRACE_ENV = "COMPRESSION_CANCEL_GRACE"  # seconds before a cancel ignored by the engine is forced
 STALE_AFTER_S = 60.0
 CANCEL_GRACE_S = 30.0
+FORCE_MARGIN_S = 2.0  # readers force an overdue cancel this long after the job's own deadline
 FINAL_WRITE_ATTEMPTS = 4  # a terminal state is written this many times before giving up
 FINAL_WRITE_BACKOFF_S = 0.25  # doubled after each failed attempt
 
@@ -247,46 +248,40 @@ def mark_failed(folder: Path, reason: str, pid: int | None = None, base: dict | 
     return written
 
 
-def _kill(rec: dict) -> bool:
-    """SIGKILL the job's process if it is ours to kill (same host, same process); True if sent."""
-    pid = rec.get("pid")
-    if rec.get("host") != HOST or not rec.get("killable") or pid == os.getpid():
-        return False
-    if not pid_alive(pid, rec.get("pid_start")):
-        return False
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGKILL)
-        return True
-    return False
-
-
 def force_cancel(folder: Path, rec: JobRecord, grace_s: float | None = None) -> dict | None:
-    """End a running job whose cancel has waited longer than the grace period.
+    """End a running job whose cancel has waited longer than the grace period (plus
+    ``FORCE_MARGIN_S``, so that a job's own process gets the first chance to end itself).
 
-    Kills its process (same host, worker-run jobs only) and marks it cancelled; returns
-    the new record, or None when the grace has not passed yet.
+    Marks it cancelled, then kills its process (same host, worker-run jobs only; the job
+    never overwrites a state someone else ended). Returns the new record, or None when
+    the time has not come yet.
     """
     grace_s = cancel_grace_s() if grace_s is None else grace_s
     try:
         asked = (folder / "cancel").stat().st_mtime
     except OSError:
         return None
-    if time.time() - asked < grace_s:
+    if time.time() - asked < grace_s + FORCE_MARGIN_S:
         return None
     raw = read_raw(folder) or rec.to_status()
     if raw.get("state") != "running":
         return None
-    killed = _kill(raw)
-    how = "its worker process was killed" if killed else "its worker did not respond"
+    killable = (raw.get("host") == HOST and raw.get("killable") and raw.get("pid") != os.getpid()
+                and pid_alive(raw.get("pid"), raw.get("pid_start")))
+    how = "its worker process was killed" if killable else "it was given up on"
     msg = f"cancelled by user{where(raw)}; it did not stop within {grace_s:.0f} s, so {how}"
     changes = dict(state="cancelled", finished_at=now_iso(), message=msg)
     try:
         written = update_final(folder, changes, attempts=2, backoff_s=0.05, base=raw)
     except (OSError, LockTimeout) as e:
         log.warning("job %s cancelled but its record cannot be written: %s", folder.name, e)
-        return dict(raw, **changes)
-    if written is not None:
-        log_line(folder, f"CANCELLED: {msg}")
+        written = dict(raw, **changes)
+    if written is None:
+        return None  # it ended meanwhile
+    if killable:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(raw["pid"], signal.SIGKILL)
+    log_line(folder, f"CANCELLED: {msg}")
     return written
 
 
