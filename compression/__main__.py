@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -102,12 +101,14 @@ def preflight(recipe: Recipe) -> None:
 
 
 def run_foreground(recipe: Recipe, out: Path, quiet: bool = False) -> int:
+    from compression.store.runs import prepare_out_dir, undo_out_dir
+
     try:
+        out, before, created_top = prepare_out_dir(out)  # refuse a folder that is not ours
         preflight(recipe)
     except UserError as e:
         return _fail(str(e))
     from compression.engine.pipeline import run_recipe  # TensorFlow loads here, after the cheap checks
-    created = not out.exists()
     bar = None if quiet else ProgressBar()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -117,15 +118,16 @@ def run_foreground(recipe: Recipe, out: Path, quiet: bool = False) -> int:
     log.propagate = False
     try:
         report = run_recipe(recipe, out, progress=bar)
-    except (UserError, Cancelled, KeyboardInterrupt) as e:
+    except BaseException as e:
         if bar:
             bar.close()
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        if isinstance(e, KeyboardInterrupt) or isinstance(e, Cancelled):
+        undo_out_dir(out, before, created_top)  # only what this run created
+        if isinstance(e, (KeyboardInterrupt, Cancelled)):
             print("cancelled", file=sys.stderr)
             return 130
-        return _fail(str(e))
+        if isinstance(e, UserError):
+            return _fail(str(e))
+        raise
     finally:
         log.removeHandler(handler)
     if bar:
@@ -139,29 +141,13 @@ def run_foreground(recipe: Recipe, out: Path, quiet: bool = False) -> int:
 
 
 def cmd_run(args) -> int:
+    from compression.store.workspace import resolve_recipe_paths
+
     try:
-        recipe = Recipe.load(args.recipe)
+        recipe = resolve_recipe_paths(Recipe.load(args.recipe), Path(args.recipe).resolve().parent)
     except RecipeError as e:
         return _fail(str(e))
-    recipe = _resolve_paths(recipe, Path(args.recipe).resolve().parent)
     return run_foreground(recipe, Path(args.out), args.quiet)
-
-
-def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
-    """Relative file names in a recipe are relative to the recipe file (or the current folder)."""
-    from dataclasses import replace
-
-    def fix(p: str | None) -> str | None:
-        if p is None or Path(p).is_absolute():
-            return p
-        candidate = base / p
-        return str(candidate if candidate.exists() or not Path(p).exists() else Path(p).resolve())
-
-    if recipe.dataset.npz:
-        recipe = replace(recipe, dataset=replace(recipe.dataset, npz=fix(recipe.dataset.npz)))
-    if recipe.baseline.path:
-        recipe = replace(recipe, baseline=replace(recipe.baseline, path=fix(recipe.baseline.path)))
-    return recipe
 
 
 def cmd_check(args) -> int:
@@ -332,7 +318,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (python -m compression jobs | head -1): stop quietly, and
+        # point stdout at /dev/null so the interpreter's final flush cannot raise again.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as e:  # a read-only or full disk: one line, not a traceback
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"error: cannot write{where}: {e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

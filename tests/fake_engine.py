@@ -1,11 +1,15 @@
-"""A stand-in for compression.engine.pipeline.run_recipe, for job-machinery tests that need a
-behaviour the real engine cannot be made to show (e.g. ignoring a cancel). Selected in
-worker processes with COMPRESSION_RUNNER=fake_engine:run_recipe.
+"""A stand-in for compression.engine.pipeline.run_recipe, for job-machinery tests: fast, no
+TensorFlow, and able to show faults the real engine cannot be made to show on demand.
+Selected in worker processes with COMPRESSION_RUNNER=fake_engine:run_recipe.
 
-The recipe's name picks the behaviour: "fail" raises, "deaf" ignores Cancelled for a long
-time, anything else reports ``baseline.epochs`` epochs of 20 batches, 0.05 s each.
+The recipe's name picks the behaviour: "fail" raises; "deaf" ignores Cancelled for a long
+time; "frozen" stops its own process (SIGSTOP) after the first batch, as a hung process
+would; anything else reports ``baseline.epochs`` epochs of 20 batches, 0.05 s each, and
+writes report.json.
 """
 
+import os
+import signal
 import time
 
 from compression.errors import Cancelled
@@ -33,6 +37,8 @@ def run_recipe(recipe, out_dir, progress=None):
                     time.sleep(3600)
             else:
                 progress(event)
+            if recipe.name == "frozen":
+                os.kill(os.getpid(), signal.SIGSTOP)
     report = {"recipe": recipe.to_dict(), "fake": True}
     atomic_write_json(out_dir / "report.json", report)
     return report

@@ -53,11 +53,11 @@ def worker_env(home: Path, **extra: str) -> dict:
     return env
 
 
-def start_worker(home: Path, *, module: str = "compression", workers: int = 1, **env: str) -> subprocess.Popen:
-    """A foreground worker (``python -m <module> worker``) in its own process group."""
+def start_worker(home: Path, *, workers: int = 1, **env: str) -> subprocess.Popen:
+    """A foreground worker (``python -m compression worker``) in its own process group."""
     log = open(home / f"worker-{time.monotonic_ns()}.out", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, "worker", "--home", str(home), "--workers", str(workers)],
+        [sys.executable, "-m", "compression", "worker", "--home", str(home), "--workers", str(workers)],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=worker_env(home, **env),
         cwd=str(home), start_new_session=True,
     )
@@ -115,6 +115,11 @@ def wait_state(job_id: str, home: Path, states, timeout: float):
         rec = last.get("rec")
         raise AssertionError(f"{e}; it is {rec and rec.state}: {rec and (rec.error or rec.message)}\n"
                              f"log:\n{jobs.read_log(job_id, home)[-3000:]}\nworker:\n{worker_output(home)}") from None
+
+
+def fake_worker_env(**extra: str) -> dict:
+    """Settings for a worker that runs tests/fake_engine.py instead of TensorFlow."""
+    return {"COMPRESSION_RUNNER": "fake_engine:run_recipe", "COMPRESSION_WORKER_PRELOAD": "0", **extra}
 
 
 def write_json(path: Path, data) -> Path:

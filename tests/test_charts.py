@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from compression.studio import charts, dashboard, uploads  # noqa: E402
 from compression.errors import RecipeError  # noqa: E402
-from compression.store.results import ResultsError, load_run, try_load_run  # noqa: E402
+from compression.store.runs import ResultsError, load_run, try_load_run  # noqa: E402
 from synthetic import make_workspace  # noqa: E402
 
 

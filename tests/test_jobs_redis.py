@@ -2,7 +2,8 @@
 
 Starts a real redis-server on loopback (Debian's ``redis-server`` package); skipped, with
 the reason, when it cannot start. The worker sees the shared workspace under another path
-(a symlink standing in for a network mount), as a second machine would.
+(a symlink standing in for a network mount), as a second machine would. The worker runs
+tests/fake_engine.py: this tests the queue, not the engine (tests/test_jobs.py has that).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import compression  # noqa: F401
 from compression import jobs
 from compression.store import runs, workspace
 
-from jobhelpers import make_npz, start_worker, stop_worker, tiny_recipe, wait_state
+from jobhelpers import baseline_recipe, fake_worker_env, make_npz, start_worker, stop_worker, wait_state
 
 
 def _free_port() -> int:
@@ -62,7 +63,6 @@ def redis_url(tmp_path_factory):
         proc.kill()
 
 
-@pytest.mark.slow
 def test_a_job_runs_end_to_end_through_redis_on_another_machines_worker(redis_url, tmp_path, monkeypatch):
     home = workspace.home_dir(tmp_path / "shared")
     mount = tmp_path / "mnt-on-worker-machine"
@@ -72,21 +72,21 @@ def test_a_job_runs_end_to_end_through_redis_on_another_machines_worker(redis_ur
     monkeypatch.setenv("COMPRESSION_QUEUE_NAME", queue)
     npz = make_npz(tmp_path / "digits.npz")
 
-    job_id = jobs.submit(tiny_recipe(npz, "via-redis"), home)
+    job_id = jobs.submit(baseline_recipe(npz, "via-redis"), home)
     import redis
 
     r = redis.Redis.from_url(redis_url)
     assert r.llen(f"huey.redis.{queue}") == 1  # the job waits in Redis, not in SQLite
     assert jobs.get_job(job_id, home).state == "queued"
 
-    worker = start_worker(mount, COMPRESSION_QUEUE=redis_url, COMPRESSION_QUEUE_NAME=queue)
+    worker = start_worker(mount, COMPRESSION_QUEUE=redis_url, COMPRESSION_QUEUE_NAME=queue, **fake_worker_env())
     try:
-        rec = wait_state(job_id, home, ("succeeded", "failed"), 120)
+        rec = wait_state(job_id, home, ("succeeded", "failed"), 60)
     finally:
         stop_worker(worker)
     assert rec.state == "succeeded", rec.error
     assert rec.run_dir == str(home / "runs" / job_id)  # each side sees the run under its own path
-    assert runs.read_report(job_id, home)["final"]["export"] == "float32"
-    assert (home / "runs" / job_id / "model.tflite").exists()
+    report = runs.read_report(job_id, home)
+    assert report["fake"] and report["recipe"]["name"] == "via-redis"
     assert r.llen(f"huey.redis.{queue}") == 0
     assert not (home / "queue.db").exists()

@@ -8,7 +8,7 @@ import streamlit as st
 from compression.studio import charts, dashboard, uploads
 from compression.choices import Arch, DatasetName, ExportMode, options
 from compression.errors import UserError
-from compression.store.results import try_load_run
+from compression.store.runs import try_load_run
 from views._ui import PAGES, jobs_or_stop, page, state_badge
 
 ARCH_HELP = {

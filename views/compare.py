@@ -3,7 +3,7 @@
 import streamlit as st
 
 from compression.studio import charts, dashboard
-from compression.store.results import try_load_run
+from compression.store.runs import try_load_run
 from views._ui import PAGES, jobs_or_stop, page
 
 SUMMARY_COLUMNS = {

@@ -11,7 +11,7 @@ from compression.choices import Arch, CentroidInit, DatasetName, ExportMode, Lay
 from compression.errors import RecipeError, UserError
 from compression.ordering import plan
 from compression.recipe import Recipe, training_epochs
-from compression.store.results import try_load_run
+from compression.store.runs import try_load_run
 from views._ui import PAGES, jobs_or_stop, page
 
 OWN = "__own__"

@@ -5,7 +5,7 @@ import json
 import streamlit as st
 
 from compression.studio import charts, dashboard
-from compression.store.results import ResultsError, load_run
+from compression.store.runs import ResultsError, load_run
 from views._ui import PAGES, jobs_or_stop, page, path_bytes
 
 STAGE_COLUMNS = {  # keys: compression.studio.charts.stage_table columns

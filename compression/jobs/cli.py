@@ -1,11 +1,14 @@
-"""Command-line job commands: submit, jobs, status, cancel, logs, worker.
+"""Command-line job commands of ``python -m compression``: submit, jobs, status, cancel, logs, worker.
 
 ``compression/__main__.py`` calls ``add_job_commands(subparsers)``; each subcommand sets
-``func(args) -> exit code``. Exit codes: 0 ok, 1 the job failed (``submit --wait``) or
-the queue is unreachable, 2 a user error (bad recipe, unknown job id), with one line on
-stderr. ``python -m compression`` adds them to its own commands.
+``func(args) -> exit code``. Exit codes: 0 ok; 1 the job failed (``submit --wait``), the
+queue is unreachable, the workspace cannot be written (read-only or full disk), or
+another worker serves the workspace; 2 a user error (bad recipe, unknown job id). Errors
+are one line on stderr. Text from job records (names, messages) is printed with control
+characters escaped, so a name cannot move the cursor or recolour the terminal.
 
-Nothing here imports TensorFlow: ``worker`` forks worker processes that import it.
+There is deliberately no ``python -m compression.jobs...`` entry point: a worker process
+imports each module once. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ def add_job_commands(subparsers) -> None:
     _home_arg(p)
     p.set_defaults(func=cmd_submit)
 
-    p = subparsers.add_parser("jobs", help="list jobs, newest first")
+    p = subparsers.add_parser("jobs", help="list jobs, newest first (and damaged run folders)")
     p.add_argument("--json", action="store_true", help="print the records as a JSON list")
-    p.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    p.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled", "damaged"])
+    p.add_argument("--remove-damaged", action="store_true",
+                   help="delete the run folders whose status.json is missing or unreadable")
     _home_arg(p)
     p.set_defaults(func=cmd_jobs)
 
@@ -47,6 +52,8 @@ def add_job_commands(subparsers) -> None:
 
     p = subparsers.add_parser("cancel", help="cancel a queued or running job")
     p.add_argument("job")
+    p.add_argument("--wait", action="store_true",
+                   help="wait until it has ended (at most the cancel grace period, $COMPRESSION_CANCEL_GRACE)")
     _home_arg(p)
     p.set_defaults(func=cmd_cancel)
 
@@ -56,7 +63,8 @@ def add_job_commands(subparsers) -> None:
     _home_arg(p)
     p.set_defaults(func=cmd_logs)
 
-    p = subparsers.add_parser("worker", help="run a job worker in the foreground (Ctrl-C: finish running jobs, then stop)")
+    p = subparsers.add_parser("worker", help="run the workspace's job worker in the foreground "
+                                             "(Ctrl-C: finish running jobs, then stop)")
     p.add_argument("--workers", type=int, default=None,
                    help="concurrent jobs (default: $COMPRESSION_WORKERS, else half the cores)")
     p.add_argument("--no-preload", action="store_true",
@@ -66,28 +74,40 @@ def add_job_commands(subparsers) -> None:
     p.set_defaults(func=cmd_worker)
 
 
+def safe(text) -> str:
+    """``text`` with control characters (and other non-printables) escaped: ``\\x1b``, ``\\n``."""
+    text = "" if text is None else str(text)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _err(text: str) -> None:
-    print(f"error: {text}", file=sys.stderr)
+    print(f"error: {safe(text)}", file=sys.stderr)
 
 
 def _guard(fn):
-    """User errors (bad recipe, unknown job) -> one line on stderr and exit code 2."""
+    """User errors -> exit 2; queue, disk and worker-lock errors -> exit 1; one line each."""
 
     def wrapped(args) -> int:
-        from compression.jobs import QueueError
+        from compression.jobs import QueueError, WorkerAlreadyRunning
+        from compression.store.workspace import LockTimeout
 
         try:
             return fn(args)
         except UserError as e:
             _err(str(e))
             return 2
-        except QueueError as e:
+        except (QueueError, WorkerAlreadyRunning, LockTimeout) as e:
             _err(str(e))
             return 1
-        except KeyboardInterrupt:
-            return 130
+        except BrokenPipeError:
+            raise  # compression.__main__.main ends quietly
+        except OSError as e:
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            _err(f"cannot write to the workspace{where}: {e.strerror or e}")
+            return 1
 
     wrapped.__name__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__
     return wrapped
 
 
@@ -106,24 +126,33 @@ def cmd_submit(args) -> int:
               file=sys.stderr)
     if args.wait:
         rec = jobs.wait(job_id, args.home)
-        print(f"{rec.state}: {rec.error or rec.message}", file=sys.stderr)
+        print(f"{rec.state}: {safe(rec.error or rec.message)}", file=sys.stderr)
         return 0 if rec.state == "succeeded" else 1
     return 0
 
 
 def _row(rec) -> str:
-    stage = rec.stage or "-"
+    stage = safe(rec.stage or "-")
     if rec.epoch and rec.epochs and rec.state == "running":
         stage += f" {rec.epoch}/{rec.epochs}"
-    created = (rec.created_at or "")[:19].replace("T", " ")
-    return f"{rec.id:22} {rec.state:10} {rec.progress:5.0%} {stage:16.16} {created:19} {rec.name}"
+    created = safe(rec.created_at or "")[:19].replace("T", " ")
+    name = safe(rec.name) if not rec.is_damaged else safe(rec.error)
+    return f"{rec.id:22} {rec.state:10} {rec.progress:5.0%} {stage:16.16} {created:19} {name}"
 
 
 @_guard
 def cmd_jobs(args) -> int:
     from compression import jobs
 
-    recs = [r for r in jobs.list_jobs(args.home) if not args.state or r.state == args.state]
+    if args.remove_damaged:
+        removed = [jobs.remove(r.id, args.home) for r in jobs.list_damaged(args.home)]
+        for job_id in removed:
+            print(f"removed {job_id}")
+        if not removed:
+            print("no damaged run folders", file=sys.stderr)
+        return 0
+    recs = jobs.list_jobs(args.home) + jobs.list_damaged(args.home)
+    recs = [r for r in recs if not args.state or r.state == args.state]
     if args.json:
         print(json.dumps([r.to_dict() for r in recs], indent=2))
         return 0
@@ -133,6 +162,9 @@ def cmd_jobs(args) -> int:
     print(f"{'ID':22} {'STATE':10} {'PROG':>5} {'STAGE':16} {'CREATED (UTC)':19} NAME")
     for rec in recs:
         print(_row(rec))
+    if any(r.is_damaged for r in recs):
+        print("damaged run folders can be deleted with: python -m compression jobs --remove-damaged",
+              file=sys.stderr)
     return 0
 
 
@@ -140,29 +172,29 @@ def cmd_jobs(args) -> int:
 def cmd_status(args) -> int:
     from compression import jobs
 
-    print(json.dumps(jobs.get_job(args.job, args.home).to_dict(), indent=2))
+    print(json.dumps(jobs.get_job(args.job, args.home).to_dict(), indent=2))  # JSON escapes control characters
     return 0
 
 
 @_guard
 def cmd_cancel(args) -> int:
     from compression import jobs
+    from compression.jobs.records import cancel_grace_s
 
-    rec = jobs.cancel(args.job, args.home)
+    rec = jobs.cancel(args.job, args.home, wait_s=cancel_grace_s() + 10 if args.wait else None)
     if rec.state == "running":
         print(f"{rec.id}: cancel requested; it stops at the next batch")
     else:
-        print(f"{rec.id}: {rec.state}")
+        print(f"{rec.id}: {rec.state}" + (f" ({safe(rec.message)})" if rec.message else ""))
     return 0
 
 
 @_guard
 def cmd_logs(args) -> int:
     from compression import jobs
-
-    job_id = jobs.resolve_job_id(args.job, args.home)
     from compression.store.runs import resolve
 
+    job_id = jobs.resolve_job_id(args.job, args.home)
     path = resolve(job_id, args.home) / "log.txt"
     pos = 0
     while True:
@@ -199,17 +231,3 @@ def cmd_worker(args) -> int:
             cmd.append("--no-preload")
         os.execv(sys.executable, cmd)
     return jobs.run_worker(args.home, workers=args.workers, preload=False if args.no_preload else None)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import compression  # noqa: F401  (environment before anything else)
-
-    parser = argparse.ArgumentParser(prog="python -m compression", description="background compression jobs")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_job_commands(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,20 +9,31 @@ goes to a temporary file in the same folder, which then replaces the target with
 ``os.replace`` (a rename, atomic on POSIX file systems, NFS included). A reader sees the
 old file or the new one, never half of one.
 
-Standard library only: the dashboard, the CLI and the worker all import this.
+It also holds the two helpers every writer shares: ``locked`` (an ``flock`` that never
+creates a missing folder, so a run folder deleted under a job is not brought back) and
+``resolve_recipe_paths`` (relative file names in a recipe, for ``submit`` and ``run``).
+
+Standard library only (plus the TF-free recipe module): the dashboard, the CLI and the
+worker all import this.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import re
 import secrets
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from compression.errors import RecipeError
 
 HOME_ENV = "COMPRESSION_HOME"
 DEFAULT_HOME = "~/.compression"
@@ -138,23 +149,108 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
 
 
 def append_text(path: str | os.PathLike, text: str) -> None:
-    """Append to a log file (one ``write`` call, opened in append mode)."""
+    """Append to an existing folder's log file (one ``write`` call, opened in append mode).
+
+    Never creates the folder: a log line for a deleted run folder raises FileNotFoundError.
+    """
     with open(path, "a", encoding="utf-8") as f:
         f.write(text)
+
+
+# --- locks ------------------------------------------------------------------------------
+
+
+class LockTimeout(TimeoutError):
+    """A lock stayed held by someone else for the whole timeout."""
+
+
+def try_flock(path: str | os.PathLike, create: bool = True) -> int | None:
+    """An open fd holding an exclusive ``flock`` on ``path``, or None if another holds it.
+
+    Never creates a missing folder (``FileNotFoundError``); with ``create=False`` a missing
+    file raises ``FileNotFoundError`` too. Release with ``os.close(fd)``.
+    """
+    flags = os.O_RDWR | (os.O_CREAT if create else 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return None
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike, timeout_s: float = 30, poll_s: float = 0.01) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing, its folder never).
+
+    Works between threads of one process as between processes (each call opens its own
+    file description). Raises ``LockTimeout`` after ``timeout_s`` seconds and
+    ``FileNotFoundError`` when the folder is gone.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        fd = try_flock(path)
+        if fd is not None:
+            break
+        if time.monotonic() >= deadline:
+            raise LockTimeout(f"{path} stayed locked for {timeout_s:.0f} s")
+        time.sleep(poll_s)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+# --- recipe paths -----------------------------------------------------------------------
+
+
+def resolve_recipe_paths(recipe, base_dir: str | os.PathLike | None = None):
+    """The recipe with relative ``dataset.npz`` / ``baseline.path`` made absolute, checked to exist.
+
+    A relative name is taken relative to ``base_dir`` (the recipe file's folder; default
+    the current folder), else to the current folder when the file is there instead. A
+    missing file raises ``RecipeError`` naming the field. ``submit`` and
+    ``python -m compression run`` both call this.
+    """
+    base = Path(base_dir or os.getcwd()).expanduser().absolute()
+
+    def fix(value: str, field: str) -> str:
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            candidate = base / path
+            path = candidate if candidate.exists() or not path.exists() else path
+        path = path.absolute()
+        if not path.exists():
+            raise RecipeError(field, f"{path} does not exist")
+        return str(path)
+
+    changes: dict[str, Any] = {}
+    if recipe.dataset.npz:
+        changes["dataset"] = replace(recipe.dataset, npz=fix(recipe.dataset.npz, "dataset.npz"))
+    if recipe.baseline.path:
+        changes["baseline"] = replace(recipe.baseline, path=fix(recipe.baseline.path, "baseline.path"))
+    return replace(recipe, **changes) if changes else recipe
 
 
 __all__ = [
     "DEFAULT_HOME",
     "HOME_ENV",
+    "LockTimeout",
     "append_text",
     "atomic_write_json",
     "atomic_write_text",
     "home_dir",
     "is_job_id",
+    "locked",
     "new_job_id",
     "now_iso",
     "parse_iso",
     "read_json",
+    "resolve_recipe_paths",
     "run_dir",
     "runs_dir",
+    "try_flock",
 ]
