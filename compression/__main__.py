@@ -152,10 +152,11 @@ def cmd_run(args) -> int:
 
 def cmd_check(args) -> int:
     from compression.ordering import plan
+    from compression.store.workspace import resolve_recipe_paths
 
     try:
         recipe = Recipe.load(args.recipe)
-        preflight(_resolve_paths(recipe, Path(args.recipe).resolve().parent))
+        preflight(resolve_recipe_paths(recipe, Path(args.recipe).resolve().parent))
     except UserError as e:
         return _fail(str(e))
     print(f"{recipe.name}: {len(recipe.steps)} steps, {training_epochs(recipe)} training epochs, export {recipe.export.value}")
