@@ -10,7 +10,12 @@ from compression.studio import dashboard
 
 st.set_page_config(page_title="Compression studio", page_icon="🗜️", layout="wide")
 
-if "worker_started" not in st.session_state:  # once per session; jobs.ensure_worker is lock-guarded
+try:  # .streamlit/secrets.toml may say read_only = true (COMPRESSION_READ_ONLY wins when set)
+    dashboard.set_read_only_secret(bool(st.secrets.get("read_only", False)))
+except Exception:  # no secrets file
+    dashboard.set_read_only_secret(False)
+
+if "worker_started" not in st.session_state and not dashboard.read_only():  # once per session; lock-guarded
     st.session_state.worker_started = dashboard.ensure_worker()
 
 st.navigation(

@@ -16,6 +16,7 @@ from compression.recipe import Recipe
 from compression.studio.schedules import schedule_warnings, steps_per_epoch
 
 CHANCE_MARGIN = 0.05  # "at chance" = at most 1/num_classes + this
+WEAK_BASELINE_MARGIN = 0.25  # a baseline at most 1/num_classes + this (35% for 10 classes) is too weak to compress
 DEFAULT_THRESHOLD_PTS = 5.0
 CLASS_LOSS_SHARE = 0.5  # a class "loses most of its recall" when it keeps less than half of it
 MIN_SAMPLES = 1000  # fewer training samples than this is "few" for the built-in models
@@ -33,10 +34,15 @@ class Finding:
     def to_markdown(self) -> str:
         lines = [f"**{self.message}**"]
         if self.causes:
-            lines.append("Likely causes: " + " ".join(f"{c.rstrip('.')}." for c in self.causes))
+            lines.append("\nLikely causes:\n" + "\n".join(f"- {_cap(c)}" for c in self.causes))
         if self.fixes:
-            lines.append("What to change: " + " ".join(f"{f.rstrip('.')}." for f in self.fixes))
-        return "  \n".join(lines)
+            lines.append("\nWhat to change:\n" + "\n".join(f"- {_cap(f)}" for f in self.fixes))
+        return "\n".join(lines)
+
+
+def _cap(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return (text[:1].upper() + text[1:] + ".") if text else text
 
 
 def _num(x) -> float | None:
@@ -78,7 +84,7 @@ def _causes(report: dict, recipe: Recipe | None, compressed: bool) -> tuple[list
                 if isinstance(text, str) and ("one go" in text or "jump" in text):
                     stage_notes.append(f"{st.get('method')}: {text}")
         jumped = list(stage_notes)
-        if recipe is not None and n_train:
+        if recipe is not None and n_train and not jumped:
             jumped += schedule_warnings(recipe, lambda bs: steps_per_epoch(int(n_train), bs, cap))
         for sentence in jumped[:2]:
             causes.append(sentence.rstrip("."))
@@ -127,9 +133,9 @@ def assess(report: dict, threshold_pts: float = DEFAULT_THRESHOLD_PTS) -> list[F
     out: list[Finding] = []
     causes, fixes = _causes(report, recipe, compressed)
 
-    if chance is not None and base_acc is not None and base_acc <= chance:
-        out.append(Finding("weak_baseline", f"The baseline scores {base_acc:.1%}: no better than guessing among "
-                                            f"{k} classes ({1 / k:.0%}).",
+    if k >= 2 and base_acc is not None and base_acc <= 1.0 / k + WEAK_BASELINE_MARGIN:
+        out.append(Finding("weak_baseline", f"The baseline scores {base_acc:.1%} among {k} classes (guessing: "
+                                            f"{1 / k:.0%}): it is too weak to be worth compressing.",
                            [c for c in causes if "baseline" in c or "samples" in c] or causes,
                            [f for f in fixes if "baseline" in f or "cap" in f] or fixes))
     if compressed and chance is not None and final_acc is not None and final_acc <= chance:
