@@ -160,7 +160,8 @@ def assess(report: dict, threshold_pts: float = DEFAULT_THRESHOLD_PTS) -> list[F
             out.append(Finding("class", f"{'Class' if len(lost) == 1 else 'Classes'} {shown}{more} lost most of "
                                         "their recall: the overall accuracy hides it.",
                                causes, fixes or ["prune less (lower final sparsity) or fine-tune longer"]))
-    return out
+    order = {"chance": 0, "loss": 1, "class": 2, "weak_baseline": 3}
+    return sorted(out, key=lambda f: order.get(f.kind, 9))
 
 
 def is_alarming(report: dict, threshold_pts: float = DEFAULT_THRESHOLD_PTS) -> bool:
