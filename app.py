@@ -3,6 +3,8 @@
 Run it with ``streamlit run app.py``; the first session starts the background worker.
 """
 
+import os
+
 import compression  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS for anything downstream)
 import streamlit as st
 
@@ -15,8 +17,16 @@ try:  # .streamlit/secrets.toml may say read_only = true (COMPRESSION_READ_ONLY 
 except Exception:  # no secrets file
     dashboard.set_read_only_secret(False)
 
-if "worker_started" not in st.session_state and not dashboard.read_only():  # once per session; lock-guarded
-    st.session_state.worker_started = dashboard.ensure_worker()
+
+@st.cache_resource(ttl=60, show_spinner=False)
+def _worker(home: str) -> bool:
+    """Start the background worker at most once a minute per server process, not once per browser
+    session: a fresh tab (a shared Results link) then renders without waiting on the start check."""
+    return dashboard.ensure_worker()
+
+
+if "worker_started" not in st.session_state and not dashboard.read_only():
+    st.session_state.worker_started = _worker(os.environ.get("COMPRESSION_HOME", ""))
 
 st.navigation(
     {
