@@ -3,6 +3,8 @@
 Run it with ``streamlit run app.py``; the first session starts the background worker.
 """
 
+import os
+
 import compression  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS for anything downstream)
 import streamlit as st
 
@@ -10,8 +12,21 @@ from compression.studio import dashboard
 
 st.set_page_config(page_title="Compression studio", page_icon="🗜️", layout="wide")
 
-if "worker_started" not in st.session_state:  # once per session; jobs.ensure_worker is lock-guarded
-    st.session_state.worker_started = dashboard.ensure_worker()
+try:  # .streamlit/secrets.toml may say read_only = true (COMPRESSION_READ_ONLY wins when set)
+    dashboard.set_read_only_secret(bool(st.secrets.get("read_only", False)))
+except Exception:  # no secrets file
+    dashboard.set_read_only_secret(False)
+
+
+@st.cache_resource(ttl=60, show_spinner=False)
+def _worker(home: str) -> bool:
+    """Start the background worker at most once a minute per server process, not once per browser
+    session: a fresh tab (a shared Results link) then renders without waiting on the start check."""
+    return dashboard.ensure_worker()
+
+
+if "worker_started" not in st.session_state and not dashboard.read_only():
+    st.session_state.worker_started = _worker(os.environ.get("COMPRESSION_HOME", ""))
 
 st.navigation(
     {

@@ -240,3 +240,61 @@ def make_workspace(home: Path) -> dict[str, dict]:
                                                      "stage_count": 4, "epoch": 1, "epochs": 2, "fraction": 0.42,
                                                      "message": "prune: epoch 1/2"}))
     return jobs
+
+
+def add_collapsed_run(home: Path, name: str = "collapsed-demo") -> dict:
+    """A succeeded compress run as issue 9 found it: a weak baseline (29.5%) on 600 samples and an
+    exported file at 8.9% that predicts one class, its pruning mask having jumped in one update."""
+    runs = Path(home) / "runs"
+    d = runs / "20260101-000500-0000a6"
+    recipe = compress_recipe(str(d / "baseline.keras"), name=name)
+    recipe["max_train_samples"] = 600
+    recipe["baseline"] = {"arch": "dense_redundant", "epochs": 2, "batch_size": 128, "seed": 0, "learning_rate": 0.001}
+    job = write_job(d, d.name, recipe, "succeeded", stage="export", message="done")
+    report = _write_result(d, recipe, [("prune", "prune", _prune), ("cluster", "sparsity_preserving_cluster", _cluster),
+                                       ("quantize", "pcqat", _qat)], seed=3)
+    report["baseline"]["metrics"]["accuracy"] = 0.295
+    for st in report["stages"]:
+        st["metrics"]["accuracy"] = 0.12
+    report["stages"][0]["warnings"] = ["trains 10 steps but updates the mask every 100: sparsity jumps to 90% in one go"]
+    report["final"]["accuracy"] = 0.089
+    report["final"]["per_class_recall"] = [1.0] + [0.0] * 9
+    report["dataset"]["n_train"] = 1294
+    (d / "report.json").write_text(json.dumps(report, indent=2))
+    return job
+
+
+def add_big_run(home: Path, n_layers: int = 40, width: int = 300, name: str = "big-model") -> dict:
+    """A succeeded run standing for a >= 3 M-weight model: many layers, 60 bins per layer per stage."""
+    global LAYERS
+    saved = LAYERS
+    try:
+        LAYERS = [(f"dense_{i}", "Dense", (width, width)) for i in range(n_layers - 1)] + [("output", "Dense", (width, 10))]
+        d = Path(home) / "runs" / "20260101-000600-0000b7"
+        recipe = compress_recipe(str(d / "baseline.keras"), name=name)
+        job = write_job(d, d.name, recipe, "succeeded", stage="export", message="done")
+        _write_result(d, recipe, [("prune", "prune", _prune), ("cluster", "sparsity_preserving_cluster", _cluster),
+                                  ("quantize", "pcqat", _qat)], seed=5)
+        return job
+    finally:
+        LAYERS = saved
+
+
+def add_many_runs(home: Path, n: int) -> list[dict]:
+    """n more succeeded runs (copies of a prune-only run under new ids and names) for page-speed benchmarks."""
+    import shutil
+
+    runs = Path(home) / "runs"
+    src = runs / "20260101-000200-0000d3"
+    out = []
+    for i in range(n):
+        job_id = f"20260102-{i // 3600:02d}{(i // 60) % 60:02d}{i % 60:02d}-{i:06x}"
+        d = runs / job_id
+        shutil.copytree(src, d)
+        status = json.loads((d / "status.json").read_text())
+        status.update(id=job_id, name=f"sweep run {i:02d} with a rather long descriptive name", run_dir=str(d.resolve()))
+        status["recipe"] = dict(status["recipe"], name=status["name"])
+        (d / "status.json").write_text(json.dumps(status, indent=2))
+        (d / "recipe.json").write_text(json.dumps(status["recipe"], indent=2))
+        out.append(status)
+    return out

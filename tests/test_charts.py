@@ -200,6 +200,44 @@ def test_compare_charts(ws):
         _marks_have_tooltips(chart.to_dict())
 
 
+def test_compare_charts_shorten_long_names_and_keep_the_full_name_in_the_tooltip(ws):
+    home, jobs = ws
+    long = "quick demo on digits (offline, under a minute)"
+    runs = [(long, load_run(jobs["compress"]["run_dir"]).report), ("b", load_run(jobs["prune"]["run_dir"]).report)]
+    df = charts.compare_df(runs)
+    assert df["label"].tolist() == ["quick demo on digits…", "b"] and df["run"].tolist()[0] == long
+    size = charts.compare_size_chart(charts.compare_sizes_df(df)).to_dict()
+    assert size["encoding"]["y"]["field"] == "label"
+    assert size["encoding"]["color"]["legend"]["labelLimit"] == 0  # "TFLite zip" is never cut to "TFLi"
+    assert any(t["field"] == "run" for t in size["encoding"]["tooltip"])
+    pareto = charts.pareto_chart(df).to_dict()
+    texts = [layer for layer in pareto["layer"][2]["layer"]]
+    assert {t["mark"]["align"] for t in texts} == {"left", "right"}  # labels point inward, none is clipped
+
+
+def test_the_recall_axis_title_says_where_the_axis_starts(run):
+    rec = charts.recall_df(run.report, run.predictions)
+    lo, title = charts.recall_axis(rec)
+    spec = charts.recall_shift_chart(rec).to_dict()
+    x = spec["layer"][0]["encoding"]["x"]
+    assert x["scale"]["domain"][0] == lo and x["title"] == title
+    assert (lo > 0) == ("starts at" in title) and rec[["baseline", "compressed"]].min().min() >= lo
+    collapsed = rec.assign(compressed=0.0)
+    assert charts.recall_axis(collapsed) == (0.0, "recall (share of the class found)")
+
+
+def test_display_tables_have_dashes_not_none(ws):
+    home, jobs = ws
+    table = charts.stage_table(load_run(jobs["compress"]["run_dir"]).report)
+    shown = charts.stage_display(table)
+    assert len(shown.columns) == 10 and shown.iloc[-1]["keras_zip"] == "–" and shown.iloc[0]["accuracy_delta"] == "–"
+    assert "×" in shown.iloc[1]["tflite_zip"] and "×" not in shown.iloc[0]["tflite_zip"]
+    runs = [(j["name"], load_run(j["run_dir"]).report) for k, j in jobs.items() if k in ("baseline", "compress")]
+    cmp = charts.compare_display(charts.compare_df(runs), ["", "⚠ at chance"])
+    cells = set(cmp.astype(str).to_numpy().ravel())
+    assert not {"None", "nan", "NaN"} & cells
+
+
 # --- dashboard helpers ---------------------------------------------------------------------------
 
 
@@ -208,8 +246,10 @@ def test_presets_are_valid_recipes_and_match_the_brief():
     tut = p["tfmot pruning tutorial"]
     assert tut["export"] == "int8_dynamic"
     (prune,) = tut["steps"]
-    assert (prune["initial_sparsity"], prune["final_sparsity"], prune["epochs"], prune["batch_size"]) == (0.5, 0.8, 2, 128)
-    assert prune["end_step"] is None
+    assert (prune["initial_sparsity"], prune["final_sparsity"]) == (0.5, 0.8)
+    # fitted to digits (1,294 samples): batch 32, enough epochs for ~300 steps, the ramp over all of them
+    spe = dashboard.steps_per_epoch(dashboard.DIGITS_N_TRAIN, prune["batch_size"])
+    assert prune["batch_size"] == 32 and prune["end_step"] == spe * prune["epochs"] >= 300
     assert p["textbook 50% → 95% pruning"]["steps"][0]["final_sparsity"] == 0.95
     pcq = p["prune → cluster → QAT"]["steps"]
     assert [s["method"] for s in pcq] == ["prune", "cluster", "quantize"]
@@ -336,7 +376,7 @@ def test_a_structurally_sound_keras_file_passes_the_cheap_check(home):
 
 
 def test_schedule_warnings_catch_a_mask_that_never_updates(ws):
-    steps = dashboard.presets()["prune → cluster → QAT"]["steps"]
+    steps = [dict(dashboard.new_step("prune"), final_sparsity=0.9, epochs=2)]  # tfmot's default: mask every 100 steps
     r = dashboard.compress_recipe(ws[1]["baseline"], steps, name="x", export="int8_dynamic")
     few = dashboard.schedule_warnings(r, lambda bs: 5)  # 2 epochs x 5 steps, mask every 100 steps
     assert len(few) == 1 and "jumps to 90% in one go" in few[0]

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from compression.studio import dashboard  # noqa: E402
-from synthetic import make_workspace  # noqa: E402
+from synthetic import add_collapsed_run, make_workspace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -98,7 +98,9 @@ def test_baseline_page_shows_the_layer_table_and_submits_a_job(ws):
     assert len(new) == 1
     rec = new[0]
     assert rec["kind"] == "baseline" and rec["recipe"]["steps"] == [] and rec["state"] == "queued"
-    assert rec["recipe"]["baseline"]["arch"] == "dense_redundant" and rec["recipe"]["max_train_samples"] == 600
+    assert rec["recipe"]["baseline"]["arch"] == dashboard.DEFAULT_BASELINE["arch"]
+    assert rec["recipe"]["max_train_samples"] is None  # no tiny quick-demo cap by default
+    assert rec["recipe"]["baseline"]["batch_size"] == dashboard.DEFAULT_BASELINE["batch_size"]
 
 
 def _npz_bytes(**arrays) -> bytes:
@@ -157,11 +159,11 @@ def test_baseline_page_refuses_a_hostile_model(ws):
 def test_pipeline_explains_the_plan_live(ws):
     at = app("views/pipeline.py")
     body = texts(at)
-    assert "QAT will run as PCQAT: keeps 90% sparsity and 16 clusters" in body
+    assert "QAT will run as PCQAT: keeps 80% sparsity and 16 clusters" in body
     assert "Clustering will run sparsity-preserving" in body
     assert "Order check: safe" in body
     epochs = {m.label: m.value for m in at.metric}["Training epochs"]
-    assert epochs == "4"  # 2 + 1 + 1 fine-tuning epochs; the baseline is not retrained
+    assert epochs == "11"  # 8 + 2 + 1 fine-tuning epochs (the preset fitted to digits); the baseline is not retrained
     for key in ("s1_range", "s1_schedule", "s1_mn", "s1_end", "s2_k", "s2_init", "s3_epochs", "pl_export", "pl_preset"):
         assert at.get_by_key(key) is not None if hasattr(at, "get_by_key") else True
 
@@ -263,6 +265,58 @@ def test_results_of_a_baseline_only_run(ws):
     at = app("views/results.py", run=jobs["baseline"]["id"])
     assert at.selectbox(key="res_run").value == jobs["baseline"]["id"]
     assert not at.error
+    assert not any(m.delta for m in at.metric), "no self-comparison against its own baseline"
+
+
+def _cells(at) -> list[str]:
+    return [str(v) for df in at.dataframe for v in df.value.astype(str).to_numpy().ravel()]
+
+
+def test_results_tables_show_dashes_not_none_and_downloads_have_clean_names(ws):
+    home, jobs = ws
+    at = app("views/results.py", run=jobs["compress"]["id"])
+    cells = _cells(at)
+    assert "–" in cells and not {"None", "nan", "NaN", "<NA>"} & set(cells)
+    buttons = {b.label: b.proto for b in at.get("download_button")}
+    assert {"TFLite model", "Model + labels.txt + MODEL.md (zip)", "Report (HTML, works offline)"} <= set(buttons)
+    # the zip and the HTML report are built on click only, never on a rerun
+    assert buttons["Model + labels.txt + MODEL.md (zip)"].deferred_file_id
+    assert buttons["Report (HTML, works offline)"].deferred_file_id
+    assert "Class labels" in texts(at) and "older than the input contract" in texts(at)
+
+
+def test_results_of_a_collapsed_run_raise_the_alarm(ws):
+    home, jobs = ws
+    bad = add_collapsed_run(home)
+    at = app("views/results.py", run=bad["id"])
+    boxes = [e.value for e in at.error]
+    assert any("no better than guessing" in b and "600 samples" in b for b in boxes), boxes
+    size = next(m for m in at.metric if m.label == "TFLite file, zipped")
+    assert not size.delta, "no green badge beside a failed run's size"
+
+
+def test_runs_and_compare_mark_a_collapsed_run(ws):
+    home, jobs = ws
+    bad = add_collapsed_run(home)
+    at = app("views/runs.py")
+    assert "no better than guessing" in texts(at)
+    at = app("views/compare.py", runs=f"{bad['id']},{jobs['compress']['id']}")
+    table = at.dataframe[0].value
+    marks = dict(zip(table["run"], table["alarm"]))
+    assert marks[f"collapsed-demo ({bad['id'][-6:]})"].startswith("⚠")
+    assert marks[f"prune-cluster-qat ({jobs['compress']['id'][-6:]})"] == ""
+    assert not {"None", "nan"} & set(_cells(at))
+
+
+def test_read_only_mode_shows_results_but_no_forms_or_cancels(ws, monkeypatch):
+    home, jobs = ws
+    monkeypatch.setenv("COMPRESSION_READ_ONLY", "1")
+    at = app("views/baseline.py")
+    assert not any(b.key == "bl_submit" for b in at.button) and "read-only" in texts(at)
+    at = app("views/runs.py")
+    assert not any(b.key == f"cancel_{jobs['running']['id']}" for b in at.button)
+    at = app("views/results.py", run=jobs["compress"]["id"])
+    assert {"TFLite model", "report.json"} <= {b.label for b in at.get("download_button")}
 
 
 def test_results_of_an_unknown_run_say_so(ws):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import streamlit as st
 
-from compression.studio import dashboard
 from compression.errors import UserError
+from compression.store.runs import RunResult, load_run, read_json
+from compression.studio import dashboard, health
 
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:", "succeeded": ":material/check_circle:",
                "failed": ":material/error:", "cancelled": ":material/block:"}
@@ -54,3 +56,81 @@ def path_bytes(path: Path | None):
     if path is None:
         return None
     return lambda: Path(path).read_bytes()
+
+
+# --- cached reads of run folders -------------------------------------------------------------
+# A finished run folder changes only when a file in it is rewritten, so every read is cached
+# under the files' (mtime, size): a rerun of a page reads nothing from disk again.
+
+RUN_FILES = ("report.json", "weights.json", "predictions.npz", "recipe.json", "status.json")
+
+
+def fingerprint(run_dir: str | Path, names=RUN_FILES) -> tuple:
+    out = []
+    for name in names:
+        try:
+            s = os.stat(Path(run_dir) / name)
+            out.append((name, s.st_mtime_ns, s.st_size))
+        except OSError:
+            out.append((name, None, None))
+    return tuple(out)
+
+
+@st.cache_data(max_entries=200, show_spinner=False)
+def _load_run(run_dir: str, fp_key: tuple) -> RunResult:
+    return load_run(run_dir)
+
+
+def cached_run(run_dir: str | Path) -> RunResult:
+    """load_run, cached until a file of the run folder changes. Raises ResultsError."""
+    return _load_run(str(run_dir), fingerprint(run_dir))
+
+
+def try_cached_run(run_dir: str | Path) -> RunResult | None:
+    try:
+        return cached_run(run_dir)
+    except UserError:
+        return None
+
+
+@st.cache_data(max_entries=1000, show_spinner=False)
+def _report(run_dir: str, fp_key: tuple) -> dict | None:
+    data = read_json(Path(run_dir) / "report.json")
+    return data if isinstance(data, dict) else None
+
+
+def cached_report(run_dir: str | Path) -> dict | None:
+    """report.json alone (Runs and Compare need no weights), cached like cached_run."""
+    return _report(str(run_dir), fingerprint(run_dir, ("report.json",)))
+
+
+@st.cache_data(max_entries=1000, show_spinner=False)
+def _findings(run_dir: str, fp_key: tuple, threshold_pts: float) -> list[health.Finding]:
+    report = read_json(Path(run_dir) / "report.json")
+    return health.assess(report, threshold_pts) if isinstance(report, dict) else []
+
+
+def findings_for(job: dict, threshold_pts: float = health.DEFAULT_THRESHOLD_PTS) -> list[health.Finding]:
+    """Health findings of a succeeded job's report ([] for any other job)."""
+    if job.get("state") != "succeeded" or not job.get("run_dir"):
+        return []
+    return _findings(str(job["run_dir"]), fingerprint(job["run_dir"], ("report.json",)), float(threshold_pts))
+
+
+def show_findings(findings: list[health.Finding]) -> None:
+    """The red box at the top of Results: every alarm with its likely causes and fixes."""
+    if not findings:
+        return
+    st.error("\n\n".join(f.to_markdown() for f in findings), icon=":material/warning:")
+
+
+# --- read-only mode ----------------------------------------------------------------------------
+
+
+def read_only() -> bool:
+    return dashboard.read_only()
+
+
+def read_only_note(what: str = "Submitting jobs") -> None:
+    st.info(f"{what} is turned off: this studio is in read-only mode for a demo. Every result and download "
+            "stays available.", icon=":material/lock:")

@@ -8,8 +8,7 @@ import streamlit as st
 from compression.studio import charts, dashboard, uploads
 from compression.choices import Arch, DatasetName, ExportMode, options
 from compression.errors import UserError
-from compression.store.runs import try_load_run
-from views._ui import PAGES, jobs_or_stop, page, state_badge
+from views._ui import PAGES, jobs_or_stop, page, read_only, read_only_note, state_badge, try_cached_run
 
 ARCH_HELP = {
     "dense_redundant": "a deliberately over-sized dense network: prunes and clusters well",
@@ -26,7 +25,7 @@ def _upload(kind: str, uploaded) -> Path | None:
     if key not in done:
         with st.spinner(f"Checking {uploaded.name}…"):
             try:
-                path, info = uploads.save_upload(uploaded, uploaded.name, kind)
+                path, info = dashboard.save_upload(uploaded, uploaded.name, kind)
                 done[key] = {"path": str(path), "info": info}
             except UserError as e:
                 done[key] = {"error": str(e)}
@@ -70,16 +69,18 @@ def _new_baseline_form():
     source = st.radio("Model", ["Train an architecture", "Upload a .keras / .h5 model"], horizontal=True,
                       key="bl_source", label_visibility="collapsed")
     arch = model_path = None
-    epochs, batch, seed, lr = 2, 128, 0, 1e-3
+    d = dashboard.DEFAULT_BASELINE
+    epochs, batch, seed, lr = d["epochs"], d["batch_size"], d["seed"], d["learning_rate"]
     if source == "Train an architecture":
-        arch = st.selectbox("Architecture", options(Arch), index=options(Arch).index("dense_redundant"),
+        arch = st.selectbox("Architecture", options(Arch), index=options(Arch).index(d["arch"]),
                             format_func=lambda a: f"{a} — {ARCH_HELP.get(a, '')}", key="bl_arch")
         c1, c2, c3 = st.columns(3)
-        epochs = c1.number_input("Epochs", 1, 200, 2, key="bl_epochs")
-        batch = c2.select_slider("Batch size", [16, 32, 64, 128, 256, 512], value=128, key="bl_batch")
-        seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="bl_seed")
-        lr = st.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], value=1e-3, key="bl_lr",
+        epochs = c1.number_input("Epochs", 1, 200, d["epochs"], key="bl_epochs")
+        batch = c2.select_slider("Batch size", [16, 32, 64, 128, 256, 512], value=d["batch_size"], key="bl_batch")
+        seed = c3.number_input("Seed", 0, 2**31 - 1, d["seed"], key="bl_seed")
+        lr = st.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], value=d["learning_rate"], key="bl_lr",
                               format_func=lambda v: f"{v:g}")
+        st.caption("The defaults reach about 98% on digits in a few seconds of training (measured: 98.05%).")
     else:
         previous = uploads.list_uploads("model")
         up = st.file_uploader("Model (.keras or .h5)", type=["keras", "h5", "hdf5"], key="bl_model")
@@ -88,9 +89,10 @@ def _new_baseline_form():
             model_path = st.selectbox("…or an earlier upload", previous, format_func=lambda p: p.name, key="bl_prev_model")
         epochs = 0
 
-    quick = st.toggle("Quick demo: train on at most N samples", value=True, key="bl_quick",
-                      help="Caps the training split so a demo baseline trains in seconds.")
-    cap = st.slider("N (training samples)", 100, 5000, 600, step=100, key="bl_cap", disabled=not quick)
+    quick = st.toggle("Cap the training samples", value=False, key="bl_quick",
+                      help="Trains on at most N samples: faster on big datasets, but a small cap costs accuracy. "
+                           "digits needs no cap (1,294 training samples).")
+    cap = st.slider("N (training samples)", 100, 20000, 5000, step=100, key="bl_cap", disabled=not quick)
     export = st.selectbox("Export the baseline as", options(ExportMode), index=0, key="bl_export",
                           help="The baseline's own TFLite file: float32 is the honest reference size.")
 
@@ -109,7 +111,7 @@ def _new_baseline_form():
 
 
 def _show_baseline(job: dict):
-    run = try_load_run(job["run_dir"])
+    run = try_cached_run(job["run_dir"])
     if run is None:
         st.warning("This run has no report.")
         return
@@ -187,7 +189,11 @@ def main():
     left, right = st.columns([2, 3], gap="large")
     with left:
         with st.container(border=True):
-            _new_baseline_form()
+            if read_only():
+                st.subheader("New baseline")
+                read_only_note("Training and uploading baselines")
+            else:
+                _new_baseline_form()
     with right:
         _your_baselines(jobs)
 

@@ -2,24 +2,34 @@
 
 import streamlit as st
 
-from compression.studio import charts, dashboard
-from compression.store.runs import try_load_run
-from views._ui import PAGES, jobs_or_stop, page
+from compression.studio import charts, dashboard, health
+from views._ui import PAGES, cached_report, findings_for, jobs_or_stop, page
 
 SUMMARY_COLUMNS = {
-    "run": st.column_config.TextColumn("Run"),
+    "alarm": st.column_config.TextColumn("⚠", width="small", pinned=True,
+                                         help="⚠: the run failed a health check (at chance, lost more than the "
+                                              "threshold, or a class collapsed); its Results page says why"),
+    "run": st.column_config.TextColumn("Run", width="medium", pinned=True),
     "steps": st.column_config.TextColumn("Steps"),
-    "export": st.column_config.TextColumn("Export"),
-    "accuracy": st.column_config.NumberColumn("Accuracy", format="percent"),
-    "baseline_accuracy": st.column_config.NumberColumn("Its baseline", format="percent"),
-    "keras_zip_bytes": st.column_config.NumberColumn("Keras zip (B)", format="localized"),
-    "tflite_bytes": st.column_config.NumberColumn("TFLite (B)", format="localized"),
-    "tflite_zip_bytes": st.column_config.NumberColumn("TFLite zip (B)", format="localized"),
-    "latency_ms": st.column_config.NumberColumn("Latency (ms)", format="%.3f"),
-    "sparsity": st.column_config.NumberColumn("Sparsity", format="percent"),
-    "unique_values": st.column_config.NumberColumn("Distinct values", format="localized"),
-    "pareto": st.column_config.CheckboxColumn("Pareto", help="no other run is both smaller (zipped) and more accurate"),
+    "export": st.column_config.TextColumn("Export", width="small"),
+    "accuracy": st.column_config.TextColumn("Accuracy", width="small"),
+    "baseline_accuracy": st.column_config.TextColumn("Its baseline", width="small"),
+    "tflite_zip": st.column_config.TextColumn("TFLite zip", width="small"),
+    "tflite": st.column_config.TextColumn("TFLite", width="small"),
+    "keras_zip": st.column_config.TextColumn("Keras zip", width="small",
+                                             help="the last stage's zipped Keras file; – for a baseline-only run's export"),
+    "latency": st.column_config.TextColumn("Latency (ms)", width="small"),
+    "sparsity": st.column_config.TextColumn("Sparsity", width="small"),
+    "unique_values": st.column_config.TextColumn("Distinct values", width="small"),
+    "pareto": st.column_config.CheckboxColumn("Pareto", width="small",
+                                              help="no other run is both smaller (zipped) and more accurate"),
 }
+
+
+def _html(loaded):
+    from compression.studio import report_html
+
+    return report_html.compare_report_html(loaded)
 
 
 @page
@@ -41,18 +51,24 @@ def main():
     if not chosen:
         st.info("Pick at least one run.")
         return
-    loaded = []
+    loaded, marks = [], []
+    pts = float(st.session_state.get("alarm_pts", health.DEFAULT_THRESHOLD_PTS))
     for job_id in chosen:
-        run = try_load_run(by_id[job_id]["run_dir"])
-        if run is None:
+        report = cached_report(by_id[job_id]["run_dir"])
+        if report is None:
             st.warning(f"{job_id}: the report cannot be read; left out.")
             continue
         label = f"{by_id[job_id].get('name')} ({job_id[-6:]})"
-        loaded.append((label, run.report))
+        loaded.append((label, report))
+        marks.append(health.short_mark(findings_for(by_id[job_id], pts)))
     if not loaded:
         return
     df = charts.compare_df(loaded)
-    st.dataframe(df, hide_index=True, width="stretch", column_config=SUMMARY_COLUMNS)
+    st.dataframe(charts.compare_display(df, marks), hide_index=True, width="stretch", column_config=SUMMARY_COLUMNS)
+    if any(marks):
+        st.caption("⚠ marks runs that failed a health check; open them on the Results page to see why.")
+    st.download_button("Download report (HTML, works offline)", lambda: _html(loaded), file_name="compare-runs.html",
+                       mime="text/html", icon=":material/description:", key="cmp_html")
 
     size_field = st.segmented_control("Compressed size", ["tflite_zip_bytes", "tflite_bytes"], default="tflite_zip_bytes",
                                       format_func=lambda f: charts.MEASURE_LABELS[f], key="cmp_size") or "tflite_zip_bytes"

@@ -4,7 +4,7 @@ import streamlit as st
 
 from compression.studio import dashboard
 from compression.store.workspace import home_dir
-from views._ui import PAGES, jobs_or_stop, page, state_badge
+from views._ui import PAGES, jobs_or_stop, page, read_only, state_badge
 
 
 @page
@@ -17,6 +17,9 @@ def main():
         "values, file sizes and latency, read back from the actual files. "
         "When you like the trade-off, download the compressed **TFLite** file and the recipe that made it."
     )
+    if read_only():
+        st.info("Read-only mode: every result and download is here; training, uploads and cancels are turned off.",
+                icon=":material/lock:")
     jobs = jobs_or_stop()
     summary = dashboard.workspace_summary(jobs)
     c1, c2, c3, c4 = st.columns(4)

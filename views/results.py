@@ -4,26 +4,25 @@ import json
 
 import streamlit as st
 
-from compression.studio import charts, dashboard
-from compression.store.runs import ResultsError, load_run
-from views._ui import PAGES, jobs_or_stop, page, path_bytes
+from compression.errors import UserError
+from compression.store.runs import ResultsError
+from compression.studio import bundle, charts, dashboard, health
+from views._ui import PAGES, cached_run, jobs_or_stop, page, path_bytes, show_findings
 
-STAGE_COLUMNS = {  # keys: compression.studio.charts.stage_table columns
-    "stage": st.column_config.TextColumn("Stage", width="medium"),
-    "accuracy": st.column_config.NumberColumn("Accuracy", format="percent"),
-    "accuracy_delta": st.column_config.NumberColumn("Δ acc. (pts)", format="%+.2f", help="percentage points vs the baseline"),
-    "params_nonzero": st.column_config.NumberColumn("Nonzero params", format="localized"),
-    "sparsity": st.column_config.NumberColumn("Sparsity", format="percent"),
-    "unique_values": st.column_config.NumberColumn("Distinct values", format="localized",
-                                                   help="most distinct kernel values in any one layer"),
-    "keras_zip_kb": st.column_config.NumberColumn("Keras zip (KB)", format="%.1f"),
-    "keras_zip_ratio": st.column_config.NumberColumn("× base", format="%.2f×"),
-    "tflite_kb": st.column_config.NumberColumn("TFLite (KB)", format="%.1f"),
-    "tflite_ratio": st.column_config.NumberColumn("× base", format="%.2f×"),
-    "tflite_zip_kb": st.column_config.NumberColumn("TFLite zip (KB)", format="%.1f"),
-    "tflite_zip_ratio": st.column_config.NumberColumn("× base", format="%.2f×"),
-    "latency_ms": st.column_config.NumberColumn("Latency (ms)", format="%.3f"),
-    "latency_ratio": st.column_config.NumberColumn("× base", format="%.2f×"),
+DASH_HELP = "A dash means the figure does not exist for that row: the exported TFLite file has no Keras file."
+STAGE_COLUMNS = {  # keys: compression.studio.charts.stage_display columns
+    "stage": st.column_config.TextColumn("Stage", width="medium", pinned=True),
+    "accuracy": st.column_config.TextColumn("Accuracy", width="small"),
+    "accuracy_delta": st.column_config.TextColumn("Δ acc. (pts)", width="small",
+                                                  help="percentage points against the baseline"),
+    "params_nonzero": st.column_config.TextColumn("Nonzero params", width="small"),
+    "sparsity": st.column_config.TextColumn("Sparsity", width="small"),
+    "unique_values": st.column_config.TextColumn("Distinct values", width="small",
+                                                 help="most distinct kernel values in any one layer"),
+    "keras_zip": st.column_config.TextColumn("Keras zip", help="zipped Keras file · ratio to the baseline. " + DASH_HELP),
+    "tflite": st.column_config.TextColumn("TFLite", help="raw TFLite file · ratio to the baseline"),
+    "tflite_zip": st.column_config.TextColumn("TFLite zip", help="zipped TFLite file · ratio to the baseline"),
+    "latency": st.column_config.TextColumn("Latency", help="median batch-1 TFLite inference · ratio to the baseline"),
 }
 
 
@@ -54,19 +53,26 @@ def _pick_run(jobs):
     return by_id[job_id]
 
 
-def _headline(table, report):
+def _headline(table, report, findings):
     base, final = table.iloc[0], table.iloc[-1]
+    baseline_only = not (report.get("stages") or (report.get("recipe") or {}).get("steps"))
+    alarmed = bool(findings)
 
     def pct_change(ratio):
-        return f"{(ratio - 1):+.0%} vs baseline" if ratio == ratio else None
+        # no self-comparison for a baseline-only run, no green badge beside a run that failed its checks
+        if baseline_only or alarmed or ratio != ratio:
+            return None
+        return f"{(ratio - 1):+.0%} vs baseline"
 
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Accuracy (exported file)", f"{final['accuracy']:.2%}",
-              delta=f"{(final['accuracy'] - base['accuracy']) * 100:+.2f} pts vs baseline")
+    acc_delta = None if baseline_only else f"{(final['accuracy'] - base['accuracy']) * 100:+.2f} pts vs baseline"
+    c1.metric("Accuracy (exported file)" if not baseline_only else "Accuracy (baseline file)",
+              f"{final['accuracy']:.2%}" if final["accuracy"] == final["accuracy"] else "–", delta=acc_delta)
     c2.metric("TFLite file, zipped", charts.human_bytes(final["tflite_zip_kb"] * charts.KB),
               delta=pct_change(final["tflite_zip_ratio"]), delta_color="inverse",
               help=f"the baseline's: {charts.human_bytes(base['tflite_zip_kb'] * charts.KB)}; raw TFLite: "
-                   f"{charts.human_bytes(final['tflite_kb'] * charts.KB)}")
+                   f"{charts.human_bytes(final['tflite_kb'] * charts.KB)}"
+                   + ("; no size badge: this run failed its checks (see above)" if alarmed else ""))
     c3.metric("Sparsity", f"{final['sparsity']:.0%}" if final["sparsity"] == final["sparsity"] else "–",
               help="share of the kernel weights that are exactly zero in the exported file")
     c4.metric("Latency", f"{final['latency_ms']:.3f} ms" if final["latency_ms"] == final["latency_ms"] else "–",
@@ -74,21 +80,55 @@ def _headline(table, report):
               help="median TFLite inference time, batch of 1, on the machine that ran the job")
 
 
+def _contract(run):
+    c = bundle.input_contract(run.report)
+    st.subheader("The exported file")
+    a, b = st.columns([3, 2])
+    with a:
+        st.markdown(f"**Input** shape {c['shape']} (one sample; batch of 1 in front) · dtype `{c['dtype']}` · "
+                    f"values {c['value_range']}  \n**Scaling** {c['scaling']}  \n**Output** {c['output']}")
+        names = c["class_names"]
+        st.markdown("**Class labels** (output order) " + (", ".join(f"`{n}`" for n in names[:20])
+                                                          + (f" … ({len(names)} in all)" if len(names) > 20 else "")
+                                                          if names else "–"))
+        if not c["known"]:
+            st.caption("– : this run is older than the input contract; its report does not record the input.")
+    with b:
+        _downloads(run)
+
+
 def _downloads(run):
-    name = run.name
-    c1, c2, c3, c4 = st.columns(4)
+    slug = bundle.slug(run.name)
     tfl, keras, rep = run.artifact("tflite"), run.artifact("keras"), run.artifact("report")
-    c1.download_button("TFLite model", path_bytes(tfl) or b"", file_name=f"{name}.tflite", disabled=tfl is None,
-                       mime="application/octet-stream", icon=":material/download:", type="primary", key="dl_tflite")
-    c2.download_button("Keras model", path_bytes(keras) or b"", file_name=f"{name}.keras", disabled=keras is None,
+    st.download_button("TFLite model", path_bytes(tfl) or b"", file_name=f"{slug}.tflite", disabled=tfl is None,
+                       mime="application/octet-stream", icon=":material/download:", type="primary", key="dl_tflite",
+                       width="stretch")
+    st.download_button("Model + labels.txt + MODEL.md (zip)",
+                       lambda: bundle.bundle_zip(run.report, run.recipe, tfl.read_bytes() if tfl else None, run.name),
+                       file_name=f"{slug}.zip", mime="application/zip", icon=":material/folder_zip:", key="dl_bundle",
+                       width="stretch", help="the TFLite file with labels.txt (one class per line), MODEL.md (input, "
+                                             "accuracy per class, how it was made) and the recipe")
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Keras model", path_bytes(keras) or b"", file_name=f"{slug}.keras", disabled=keras is None,
                        mime="application/octet-stream", icon=":material/download:", key="dl_keras")
-    c3.download_button("report.json", path_bytes(rep) or json.dumps(run.report, indent=2), file_name=f"{name}-report.json",
+    c2.download_button("report.json", path_bytes(rep) or json.dumps(run.report, indent=2), file_name=f"{slug}-report.json",
                        mime="application/json", icon=":material/download:", key="dl_report")
-    c4.download_button("Recipe (JSON)", json.dumps(run.recipe or {}, indent=2), file_name=f"{name}-recipe.json",
+    c3.download_button("Recipe (JSON)", json.dumps(run.recipe or {}, indent=2), file_name=f"{slug}-recipe.json",
                        mime="application/json", icon=":material/download:", key="dl_recipe")
+    _html_download(run, slug)
     if keras is not None and (run.recipe or {}).get("steps") and any(
             s.get("method") == "quantize" for s in run.recipe["steps"]):
         st.caption("The Keras model of a QAT run loads inside `tfmot.quantization.keras.quantize_scope()`.")
+
+
+def _html_download(run, slug):
+    try:
+        from compression.studio import report_html
+    except ImportError:
+        return
+    st.download_button("Report (HTML, works offline)", lambda: report_html.run_report_html(run.report, run.recipe, run.name),
+                       file_name=f"{slug}-report.html", mime="text/html", icon=":material/description:", key="dl_html",
+                       width="stretch")
 
 
 def _weights_section(run):
@@ -127,13 +167,83 @@ def _weights_section(run):
                    "the weights were snapped to; thicker lines are shared by more weights (tooltip: exact count).")
 
 
+@st.cache_data(max_entries=20, show_spinner=False)
+def _test_split(dataset_json: str):
+    from compression.studio import tryit
+
+    return tryit.test_split(json.loads(dataset_json))
+
+
+def _try_it(run, job):
+    from compression.studio import tryit
+
+    st.subheader("Try it")
+    tfl = run.artifact("tflite")
+    base = tryit.baseline_tflite(run.run_dir, run.recipe)
+    st.caption("Pick test samples and run them through the TFLite files with LiteRT, on this server.")
+    if tfl is None:
+        st.info("This run has no TFLite file to try.")
+        return
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    picks = c1.text_input("Test sample numbers", value="0, 1, 2, 3", key="try_idx",
+                          help="comma-separated indices into the test split")
+    go = c2.button("Run them", key="try_go", icon=":material/play_arrow:")
+    if not go and "try_out" not in st.session_state:
+        return
+    if go:
+        try:
+            idx = [int(t) for t in picks.replace(" ", "").split(",") if t][:12]
+        except ValueError:
+            st.error("Test sample numbers must be whole numbers separated by commas, e.g. 0, 5, 17.")
+            return
+        try:
+            x, y, names = _test_split(json.dumps((run.recipe or {}).get("dataset")))
+        except UserError as e:
+            st.error(f"Cannot load the test samples: {e}")
+            return
+        bad = [i for i in idx if not 0 <= i < len(x)]
+        if bad:
+            st.error(f"Sample {bad[0]} does not exist: the test split has {len(x)} samples (0 to {len(x) - 1}).")
+            return
+        comp = tryit.predict(tfl, x[idx])
+        basep = tryit.predict(base, x[idx]) if base is not None and base != tfl else None
+        st.session_state.try_out = {"run": job["id"], "idx": idx, "y": [int(y[i]) for i in idx], "names": names,
+                                    "images": [tryit.to_image(x[i]) for i in idx], "comp": comp, "base": basep}
+    out = st.session_state.get("try_out")
+    if not out or out["run"] != job["id"]:
+        return
+    if out["base"] is None and (run.recipe or {}).get("steps"):
+        st.caption("No TFLite file of the baseline exists for this run (neither baseline.tflite in the run folder nor "
+                   "a baseline job's model.tflite): only the compressed file's predictions are shown.")
+    names = out["names"]
+
+    def nm(c):
+        return names[c] if c < len(names) else str(c)
+
+    cols = st.columns(min(4, len(out["idx"])) or 1)
+    for k, i in enumerate(out["idx"]):
+        with cols[k % len(cols)]:
+            with st.container(border=True):
+                if out["images"][k] is not None:
+                    st.image(out["images"][k], width=96, clamp=True)
+                lines = [f"**#{i}** · true **{nm(out['y'][k])}**"]
+                for who, preds in (("baseline", out["base"]), ("compressed", out["comp"])):
+                    if preds is None:
+                        continue
+                    p = preds[k]
+                    ok = ":green[✔]" if p.label == out["y"][k] else ":red[✘]"
+                    top = ", ".join(f"{nm(c)} {pr:.0%}" for c, pr in p.top)
+                    lines.append(f"{who}: {ok} **{nm(p.label)}**  \n<small>{top}</small>")
+                st.markdown("  \n".join(lines), unsafe_allow_html=True)
+
+
 @page
 def main():
     st.title("Results")
     jobs = jobs_or_stop()
     job = _pick_run(jobs)
     try:
-        run = load_run(job["run_dir"])
+        run = cached_run(job["run_dir"])
     except ResultsError as e:
         st.error(str(e))
         return
@@ -148,13 +258,18 @@ def main():
     for sentence in run.report.get("undone") or []:
         st.warning(sentence, icon=":material/warning:")
 
+    pts = float(st.session_state.get("alarm_pts", health.DEFAULT_THRESHOLD_PTS))
+    findings = health.assess(run.report, pts)
+    show_findings(findings)
     table = charts.stage_table(run.report)
-    _headline(table, run.report)
-    _downloads(run)
+    _headline(table, run.report, findings)
+    with st.popover("Alarm threshold", icon=":material/tune:"):
+        st.number_input("Warn when the exported file loses more than (points)", 0.0, 100.0, pts, 0.5, key="res_pts",
+                        on_change=lambda: st.session_state.update(alarm_pts=st.session_state.res_pts))
+    _contract(run)
 
     st.subheader("Stage by stage")
-    shown = table.drop(columns=["order"]).assign(accuracy_delta=table["accuracy_delta"] * 100)
-    st.dataframe(shown, hide_index=True, width="stretch", column_config=STAGE_COLUMNS)
+    st.dataframe(charts.stage_display(table), hide_index=True, width="stretch", column_config=STAGE_COLUMNS)
     st.caption("Every figure is measured on the artifact: each stage's Keras model and its TFLite conversion, and the "
                "exported file itself (last row). × base = ratio to the baseline (0.25× is a quarter). A raw .tflite "
                "file does not shrink from pruning alone: zeros cost as much as other weights until the file is zipped. "
@@ -214,6 +329,8 @@ def main():
                     color = {"now wrong": "red", "now right": "green"}.get(s["kind"], "gray")
                     st.markdown(f"<small>true **{s['true']}**<br>{s['baseline']} → :{color}[**{s['compressed']}**]</small>",
                                 unsafe_allow_html=True)
+
+    _try_it(run, job)
 
 
 main()

@@ -4,7 +4,7 @@ import streamlit as st
 
 from compression.studio import dashboard
 from compression.errors import UserError
-from views._ui import PAGES, page, state_badge
+from views._ui import PAGES, findings_for, page, read_only, state_badge
 
 REFRESH_S = 2
 
@@ -24,16 +24,19 @@ def _job_card(job: dict, highlight: bool):
         steps = " → ".join(s.get("method", "?") for s in (job.get("recipe") or {}).get("steps") or []) or "baseline only"
         a.markdown(f"**{job.get('name')}**{'  ← just submitted' if highlight else ''}  \n"
                    f"<small>`{job.get('id')}` · {job.get('kind')} · {steps}</small>", unsafe_allow_html=True)
-        b.markdown(state_badge(job))
+        findings = findings_for(job)
+        b.markdown(state_badge(job) + (" :red-badge[⚠ check]" if findings else ""))
         b.caption(f"elapsed {dashboard.fmt_duration(dashboard.elapsed_s(job))}")
         with c:
-            if state in dashboard.ACTIVE:
+            if state in dashboard.ACTIVE and not read_only():
                 st.button("Cancel", key=f"cancel_{job['id']}", on_click=_cancel, args=(job["id"],),
                           icon=":material/stop_circle:", disabled=bool(job.get("cancel_requested")),
                           help="Stops at the next training batch")
             elif state == "succeeded":
                 st.page_link(PAGES["results"], label="Results", icon=":material/insights:",
                              query_params={"run": job["id"]})
+        if findings:
+            st.markdown(f":red[⚠ {findings[0].message}]")
         progress = min(1.0, max(0.0, float(job.get("progress") or 0.0)))
         if state in dashboard.ACTIVE:
             what = dashboard.describe_progress(job) or ("waiting for a worker" if state == "queued" else "starting")

@@ -428,9 +428,9 @@ def recall_shift_chart(df: pd.DataFrame, title: str = "Per-class recall: baselin
     tooltip = [alt.Tooltip("class:N"), alt.Tooltip("baseline:Q", format=".1%"), alt.Tooltip("compressed:Q", format=".1%"),
                alt.Tooltip("shift:Q", title="change", format="+.1%")]
     y = alt.Y("class:N", sort=classes, title="class")
+    lo, x_title = recall_axis(df)
     lines = alt.Chart(df).mark_rule(strokeWidth=4).encode(
-        y=y, x=alt.X("baseline:Q", title="recall (share of the class found; axis does not start at 0)",
-                     axis=alt.Axis(format="%"), scale=alt.Scale(zero=False, nice=True)),
+        y=y, x=alt.X("baseline:Q", title=x_title, axis=alt.Axis(format="%"), scale=alt.Scale(domain=[lo, 1.0])),
         x2="compressed:Q", color=alt.Color("direction:N", scale=shift_color, title="recall change",
                                            legend=alt.Legend(orient="bottom")), tooltip=tooltip)
     dots = alt.Chart(long).mark_point(filled=True, size=90).encode(
@@ -448,7 +448,62 @@ def recall_shift_chart(df: pd.DataFrame, title: str = "Per-class recall: baselin
     ).transform_calculate(max_recall="max(datum.baseline, datum.compressed)")
     return alt.layer(lines, dots, labels, title=alt.Title(
         title, subtitle=f"red: the compressed model finds the class less often (by ≥{SHIFT_THRESHOLD:.0%}); green: more often")
-    ).resolve_scale(color="independent").properties(height=alt.Step(26), width=520)
+    ).resolve_scale(color="independent").properties(height=alt.Step(26), width=520,
+                                                    padding={"left": 5, "top": 5, "bottom": 5, "right": 60})
+
+
+def recall_axis(df: pd.DataFrame) -> tuple[float, str]:
+    """The recall axis' lower end (a multiple of 10%, below every dot) and a title that says where it starts."""
+    values = pd.concat([df["baseline"], df["compressed"]]).dropna() if not df.empty else pd.Series(dtype=float)
+    low = float(values.min()) if len(values) else 0.0
+    lo = max(0.0, np.floor((low - 0.02) * 10) / 10)
+    title = "recall (share of the class found)"
+    return lo, title if lo <= 0 else f"{title}; axis starts at {lo:.0%}"
+
+
+# --- display tables (strings, a dash where a figure does not exist) ------------------------
+
+DASH = "–"
+
+
+def _fmt(value, fmt: str) -> str:
+    v = _num(value) if not isinstance(value, (np.floating, np.integer)) else float(value)
+    return DASH if v is None or not np.isfinite(v) else format(v, fmt)
+
+
+def _size_cell(kb, ratio, show_ratio: bool) -> str:
+    if not np.isfinite(_num(kb) if _num(kb) is not None else np.nan):
+        return DASH
+    text = human_bytes(float(kb) * KB)
+    r = _num(ratio)
+    return f"{text} · {r:.2f}×" if show_ratio and r is not None and np.isfinite(r) else text
+
+
+def stage_display(table: pd.DataFrame) -> pd.DataFrame:
+    """stage_table as text for st.dataframe: no 'None'/'nan' (a dash), sizes and latency with
+    their ratio to the baseline in the same cell, so ten columns fit a laptop screen."""
+    rows = []
+    for i, r in table.reset_index(drop=True).iterrows():
+        first = i == 0
+        rows.append({
+            "stage": r["stage"], "accuracy": _fmt(r["accuracy"], ".2%"),
+            "accuracy_delta": DASH if first else _fmt(r["accuracy_delta"] * 100, "+.2f"),
+            "params_nonzero": _fmt(r["params_nonzero"], ",.0f"), "sparsity": _fmt(r["sparsity"], ".1%"),
+            "unique_values": _fmt(r["unique_values"], ",.0f"),
+            "keras_zip": _size_cell(r["keras_zip_kb"], r["keras_zip_ratio"], not first),
+            "tflite": _size_cell(r["tflite_kb"], r["tflite_ratio"], not first),
+            "tflite_zip": _size_cell(r["tflite_zip_kb"], r["tflite_zip_ratio"], not first),
+            "latency": DASH if not np.isfinite(r["latency_ms"]) else (
+                f"{r['latency_ms']:.3f} ms" + ("" if first or not np.isfinite(r["latency_ratio"]) else f" · {r['latency_ratio']:.2f}×")),
+        })
+    return pd.DataFrame(rows, columns=["stage", "accuracy", "accuracy_delta", "params_nonzero", "sparsity", "unique_values",
+                                       "keras_zip", "tflite", "tflite_zip", "latency"])
+
+
+def short_label(name: str, max_len: int = 22) -> str:
+    """A run name short enough for an axis or a point label; the full name goes in the tooltip."""
+    name = str(name)
+    return name if len(name) <= max_len else name[: max_len - 1].rstrip() + "…"
 
 
 # --- comparing runs --------------------------------------------------------------------------
@@ -475,8 +530,37 @@ def compare_df(runs: Sequence[tuple[str, dict]]) -> pd.DataFrame:
     df = pd.DataFrame([run_summary(label, rep) for label, rep in runs])
     if df.empty:
         return df
+    df["label"] = _unique_short(df["run"].tolist())
     df["pareto"] = pareto_mask(df["tflite_zip_bytes"].to_numpy(float), df["accuracy"].to_numpy(float))
     return df
+
+
+def compare_display(df: pd.DataFrame, marks: Sequence[str] | None = None) -> pd.DataFrame:
+    """compare_df as text for st.dataframe: a dash where a run has no such figure (a baseline-only
+    run has no Keras file of a last stage), and the health mark of each run first."""
+    out = pd.DataFrame({
+        "alarm": list(marks) if marks is not None else [""] * len(df),
+        "run": df["run"], "steps": df["steps"], "export": df["export"].fillna(DASH),
+        "accuracy": [_fmt(v, ".2%") for v in df["accuracy"]],
+        "baseline_accuracy": [_fmt(v, ".2%") for v in df["baseline_accuracy"]],
+        "tflite_zip": [human_bytes(v) for v in df["tflite_zip_bytes"]],
+        "tflite": [human_bytes(v) for v in df["tflite_bytes"]],
+        "keras_zip": [human_bytes(v) for v in df["keras_zip_bytes"]],
+        "latency": [_fmt(v, ".3f") for v in df["latency_ms"]],
+        "sparsity": [_fmt(v, ".1%") for v in df["sparsity"]],
+        "unique_values": [_fmt(v, ",.0f") for v in df["unique_values"]],
+        "pareto": df["pareto"].astype(bool),
+    })
+    return out
+
+
+def _unique_short(names: list[str]) -> list[str]:
+    out, seen = [], {}
+    for n in names:
+        s = short_label(n)
+        seen[s] = seen.get(s, 0) + 1
+        out.append(s if seen[s] == 1 else f"{s} #{seen[s]}")
+    return out
 
 
 def pareto_mask(size: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
@@ -496,27 +580,32 @@ def compare_sizes_df(df: pd.DataFrame) -> pd.DataFrame:
         for field, name in MEASURE_LABELS.items():
             v = r.get(field)
             if v is not None and np.isfinite(v):
-                rows.append({"run": r["run"], "measure": name, "bytes": float(v), "kb": float(v) / KB, "size": human_bytes(v)})
-    return pd.DataFrame(rows, columns=["run", "measure", "bytes", "kb", "size"])
+                rows.append({"run": r["run"], "label": r.get("label", short_label(r["run"])), "measure": name,
+                             "bytes": float(v), "kb": float(v) / KB, "size": human_bytes(v)})
+    return pd.DataFrame(rows, columns=["run", "label", "measure", "bytes", "kb", "size"])
 
 
 def compare_size_chart(sizes: pd.DataFrame) -> alt.Chart:
-    runs = list(dict.fromkeys(sizes["run"]))
+    if "label" not in sizes:
+        sizes = sizes.assign(label=[short_label(r) for r in sizes["run"]])
+    runs = list(dict.fromkeys(sizes["label"]))
     measures = list(MEASURE_LABELS.values())
     return alt.Chart(sizes, title=alt.Title("Size per run", subtitle="Keras (last stage) zipped, and the exported TFLite file raw and zipped")).mark_bar().encode(
-        y=alt.Y("run:N", sort=runs, title=None, axis=alt.Axis(labelLimit=260)),
+        y=alt.Y("label:N", sort=runs, title=None, axis=alt.Axis(labelLimit=170)),
         yOffset=alt.YOffset("measure:N", sort=measures),
         x=alt.X("kb:Q", title="size (KB)"),
         color=alt.Color("measure:N", title=None, scale=alt.Scale(domain=measures, range=["#9ecae9", "#4c78a8", "#f58518"]),
-                        legend=alt.Legend(orient="bottom")),
+                        legend=alt.Legend(orient="top", direction="horizontal", labelLimit=0)),
         tooltip=[alt.Tooltip("run:N"), alt.Tooltip("measure:N", title="file"), alt.Tooltip("size:N"),
                  alt.Tooltip("bytes:Q", format=",")],
     ).properties(height=alt.Step(10))
 
 
 def compare_latency_chart(df: pd.DataFrame) -> alt.LayerChart:
+    if "label" not in df:
+        df = df.assign(label=[short_label(r) for r in df["run"]])
     base = alt.Chart(df, title=alt.Title("Latency per run", subtitle="median TFLite inference time, batch of 1")).encode(
-        y=alt.Y("run:N", sort=list(df["run"]), title=None, axis=alt.Axis(labelLimit=260)),
+        y=alt.Y("label:N", sort=list(df["label"]), title=None, axis=alt.Axis(labelLimit=170)),
         x=alt.X("latency_ms:Q", title="latency (ms)"),
         tooltip=[alt.Tooltip("run:N"), alt.Tooltip("latency_ms:Q", title="ms", format=".3f"), alt.Tooltip("steps:N")])
     return alt.layer(base.mark_bar(color="#54a24b"),
@@ -538,7 +627,15 @@ def pareto_chart(df: pd.DataFrame, size_field: str = "tflite_zip_bytes") -> alt.
     points = alt.Chart(data).mark_circle(size=140, opacity=0.9).encode(
         x=x, y=y, color=alt.Color("status:N", scale=alt.Scale(domain=["on the frontier", "dominated"], range=["#e45756", "#9e9e9e"]),
                                   title=None, legend=alt.Legend(orient="top")), tooltip=tooltip)
-    labels = alt.Chart(data).mark_text(align="left", dx=9, dy=-6, fontSize=11).encode(x=x, y=y, text="run:N", tooltip=tooltip)
+    if "label" not in data:
+        data = data.assign(label=[short_label(r) for r in data["run"]])
+    logkb = np.log10(data["kb"].where(data["kb"] > 0))
+    mid = float(logkb.min() + logkb.max()) / 2 if logkb.notna().any() else 0.0
+    right = data[logkb > mid]  # points in the right half get their label on their left: none is clipped
+    left = data[~(logkb > mid)]
+    labels_l = alt.Chart(left).mark_text(align="left", dx=9, dy=-6, fontSize=11).encode(x=x, y=y, text="label:N", tooltip=tooltip)
+    labels_r = alt.Chart(right).mark_text(align="right", dx=-9, dy=-6, fontSize=11).encode(x=x, y=y, text="label:N", tooltip=tooltip)
+    labels = alt.layer(labels_l, labels_r)
     return alt.layer(frontier, points, labels, title=alt.Title(
         "Accuracy against compressed size", subtitle="up and to the left is better; the dashed line is the Pareto frontier")
     ).properties(height=320, width=560)
@@ -559,8 +656,11 @@ def recall_heatmap(df: pd.DataFrame) -> alt.LayerChart:
     classes = list(dict.fromkeys(df["class"]))
     tooltip = [alt.Tooltip("run:N"), alt.Tooltip("class:N"), alt.Tooltip("recall:Q", format=".1%"),
                alt.Tooltip("baseline:Q", title="its baseline", format=".1%"), alt.Tooltip("shift:Q", title="change", format="+.1%")]
+    if "label" not in df:
+        df = df.assign(label=[short_label(r) for r in df["run"]])
+    runs = list(dict.fromkeys(df["label"]))
     base = alt.Chart(df).encode(x=alt.X("class:N", sort=classes, title="class", axis=alt.Axis(labelAngle=0)),
-                                y=alt.Y("run:N", sort=runs, title=None, axis=alt.Axis(labelLimit=260)), tooltip=tooltip)
+                                y=alt.Y("label:N", sort=runs, title=None, axis=alt.Axis(labelLimit=170)), tooltip=tooltip)
     cells = base.mark_rect(stroke="white").encode(color=alt.Color(
         "shift:Q", title="change vs its baseline", legend=alt.Legend(format="+.0%", orient="bottom", gradientLength=220),
         scale=alt.Scale(scheme="redblue", domainMid=0, domain=[-0.2, 0.2], clamp=True)))

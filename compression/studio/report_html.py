@@ -1,0 +1,142 @@
+"""One self-contained HTML report, viewable offline with no server.
+
+Headline figures, the health findings, the stage table, every chart as interactive
+Vega-Lite (Vega, Vega-Lite and vega-embed inlined from ``vl-convert-python``'s bundle),
+and the recipe. Pure functions: report in, HTML text out.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import re
+
+import altair as alt
+import pandas as pd
+
+from compression.studio import bundle, charts, health
+
+
+@functools.lru_cache(maxsize=1)
+def vega_js() -> str:
+    """Vega + Vega-Lite + vega-embed as one script (about 0.9 MB), built once per process."""
+    import vl_convert as vlc
+
+    version = re.match(r"v?(\d+\.\d+)", alt.SCHEMA_VERSION)
+    wanted = version.group(1) if version else None
+    kw = {"vl_version": wanted} if wanted in vlc.get_vegalite_versions() else {}
+    return vlc.javascript_bundle(**kw).replace("</script", "<\\/script")
+
+
+def _table(df: pd.DataFrame, headers: dict[str, str] | None = None) -> str:
+    headers = headers or {}
+    head = "".join(f"<th>{html.escape(headers.get(c, c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#1f2430;padding:0 1rem}
+h1{margin-bottom:.2rem} .sub{color:#666;margin-top:0}
+.cards{display:flex;gap:1rem;flex-wrap:wrap;margin:1rem 0}
+.card{border:1px solid #ddd;border-radius:8px;padding:.6rem 1rem;min-width:10rem}
+.card b{display:block;font-size:1.5rem}
+.alarm{background:#fde8e8;border:1px solid #e45756;border-radius:8px;padding:.5rem 1rem;margin:1rem 0}
+table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0;display:block;overflow-x:auto}
+th,td{border-bottom:1px solid #e5e5e5;padding:.3rem .6rem;text-align:right;white-space:nowrap}
+th:first-child,td:first-child{text-align:left;position:sticky;left:0;background:#fff}
+pre{background:#f6f6f6;padding:1rem;overflow:auto;font-size:.8rem}
+.chart{margin:1.2rem 0}
+"""
+
+
+def _findings_html(findings: list[health.Finding]) -> str:
+    if not findings:
+        return ""
+    parts = []
+    for f in findings:
+        items = "".join(f"<li>{html.escape(c)}</li>" for c in f.causes)
+        fixes = "".join(f"<li>{html.escape(x)}</li>" for x in f.fixes)
+        parts.append(f"<p><b>{html.escape(f.message)}</b></p>"
+                     + (f"<p>Likely causes:</p><ul>{items}</ul>" if items else "")
+                     + (f"<p>What to change:</p><ul>{fixes}</ul>" if fixes else ""))
+    return f'<div class="alarm">{"".join(parts)}</div>'
+
+
+def _page(title: str, body: str, specs: list[dict]) -> str:
+    script = "\n".join(
+        f'vegaEmbed("#chart{i}", {json.dumps(spec)}, {{"actions": false, "renderer": "svg"}});'
+        for i, spec in enumerate(specs))
+    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style><script>{vega_js()}</script></head><body>{body}"
+            f"<script>{script}</script></body></html>")
+
+
+def _charts_html(chart_list: list[alt.TopLevelMixin]) -> tuple[str, list[dict]]:
+    specs = [c.to_dict() for c in chart_list]
+    return "".join(f'<div class="chart" id="chart{i}"></div>' for i in range(len(specs))), specs
+
+
+def run_report_html(report: dict, recipe: dict | None = None, name: str | None = None) -> str:
+    """The HTML report of one run."""
+    recipe = recipe or report.get("recipe") or {}
+    name = name or recipe.get("name") or "run"
+    table = charts.stage_table(report)
+    final, base = table.iloc[-1], table.iloc[0]
+    ds = report.get("dataset") or {}
+    steps = " → ".join(s.get("method", "?") for s in recipe.get("steps") or []) or "baseline only"
+    c = bundle.input_contract(report)
+    cards = [("Accuracy (exported file)", f"{final['accuracy']:.2%}" if final["accuracy"] == final["accuracy"] else "–"),
+             ("Baseline accuracy", f"{base['accuracy']:.2%}" if base["accuracy"] == base["accuracy"] else "–"),
+             ("TFLite file, zipped", charts.human_bytes(final["tflite_zip_kb"] * charts.KB)),
+             ("Sparsity", f"{final['sparsity']:.0%}" if final["sparsity"] == final["sparsity"] else "–")]
+    chart_list = [charts.size_chart(charts.sizes_df(report)), charts.latency_chart(charts.latency_df(report))]
+    sp = charts.sparsity_df(report)
+    if not sp.empty:
+        chart_list.append(charts.sparsity_chart(sp))
+    rec = charts.recall_df(report)
+    if not rec.empty:
+        chart_list.append(charts.recall_shift_chart(rec))
+    chart_divs, specs = _charts_html(chart_list)
+    headers = {"stage": "Stage", "accuracy": "Accuracy", "accuracy_delta": "Δ acc. (pts)", "params_nonzero": "Nonzero params",
+               "sparsity": "Sparsity", "unique_values": "Distinct values", "keras_zip": "Keras zip", "tflite": "TFLite",
+               "tflite_zip": "TFLite zip", "latency": "Latency"}
+    body = (f"<h1>{html.escape(name)}</h1><p class=\"sub\">{html.escape(steps)} · export "
+            f"{html.escape(str((report.get('final') or {}).get('export')))} · dataset {html.escape(str(ds.get('name')))} "
+            f"({ds.get('n_test')} test samples)</p>"
+            + _findings_html(health.assess(report))
+            + '<div class="cards">' + "".join(f'<div class="card">{html.escape(k)}<b>{html.escape(v)}</b></div>'
+                                              for k, v in cards) + "</div>"
+            + "<h2>The exported file</h2>"
+            + f"<p>Input shape {html.escape(c['shape'])}, dtype {html.escape(c['dtype'])}, values {html.escape(c['value_range'])}. "
+              f"Scaling: {html.escape(c['scaling'])}. Output: {html.escape(c['output'])}. Classes: "
+              f"{html.escape(', '.join(c['class_names']) or '–')}.</p>"
+            + "<h2>Stage by stage</h2>" + _table(charts.stage_display(table), headers)
+            + "<p>– : the figure does not exist for that row (the exported TFLite file has no Keras file).</p>"
+            + "<h2>Charts</h2>" + chart_divs
+            + "<h2>Recipe</h2><pre>" + html.escape(json.dumps(recipe, indent=2)) + "</pre>")
+    return _page(f"{name}: compression report", body, specs)
+
+
+def compare_report_html(runs: list[tuple[str, dict]], size_field: str = "tflite_zip_bytes") -> str:
+    """The HTML report of several runs side by side."""
+    df = charts.compare_df(runs)
+    marks = [health.short_mark(health.assess(rep)) for _label, rep in runs]
+    chart_list = [charts.pareto_chart(df, size_field), charts.compare_size_chart(charts.compare_sizes_df(df)),
+                  charts.compare_latency_chart(df)]
+    rec = charts.recall_matrix_df(runs)
+    if not rec.empty:
+        chart_list.append(charts.recall_heatmap(rec))
+    chart_divs, specs = _charts_html(chart_list)
+    shown = charts.compare_display(df, marks).assign(pareto=lambda d: d["pareto"].map({True: "yes", False: ""}))
+    headers = {"alarm": "⚠", "run": "Run", "steps": "Steps", "export": "Export", "accuracy": "Accuracy",
+               "baseline_accuracy": "Its baseline", "tflite_zip": "TFLite zip", "tflite": "TFLite",
+               "keras_zip": "Keras zip", "latency": "Latency (ms)", "sparsity": "Sparsity",
+               "unique_values": "Distinct values", "pareto": "Pareto"}
+    recipes = "".join(f"<h3>{html.escape(label)}</h3><pre>{html.escape(json.dumps(rep.get('recipe') or {}, indent=2))}</pre>"
+                      for label, rep in runs)
+    body = (f"<h1>Comparison of {len(runs)} runs</h1>"
+            + _table(shown, headers) + "<h2>Charts</h2>" + chart_divs + "<h2>Recipes</h2>" + recipes)
+    return _page("Compression runs compared", body, specs)
