@@ -175,17 +175,9 @@ def _download(loader_name: str):
     """keras' own loader, as the last resort. Any failure means: not available."""
     if _offline():
         raise OSError("offline")
-    import socket
+    from compression.engine.download import keras_load_data  # TensorFlow: only on this last resort
 
-    import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-    import tf_keras
-
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(20)
-    try:
-        return getattr(tf_keras.datasets, loader_name).load_data()
-    finally:
-        socket.setdefaulttimeout(old)
+    return keras_load_data(loader_name)
 
 
 def _read_idx_gz(path: Path) -> np.ndarray:

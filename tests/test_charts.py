@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from compression.engine.metrics import histogram  # noqa: E402  (numpy only: the engine's binning)
 from compression.studio import charts, dashboard, uploads  # noqa: E402
 from compression.errors import RecipeError  # noqa: E402
 from compression.store.runs import ResultsError, load_run, try_load_run  # noqa: E402
@@ -124,7 +125,7 @@ def test_histogram_tables_are_60_bins_per_stage_whatever_the_layer_size():
     big = np.random.default_rng(0).normal(size=10_000_000).astype(np.float32)
     big[: 9_000_000] = 0
     t0 = time.perf_counter()
-    entry = charts.bin_weights(big)
+    entry = histogram("huge", big)
     assert time.perf_counter() - t0 < 5
     weights = {"stages": [{"stage": "baseline", "layers": [dict(entry, name="huge")]},
                           {"stage": "final", "layers": [dict(entry, name="huge")]}]}
@@ -136,9 +137,9 @@ def test_histogram_tables_are_60_bins_per_stage_whatever_the_layer_size():
     assert len(json.dumps(spec)) < 100_000  # the browser gets bins, never the weights
 
 
-def test_bin_weights_lists_few_distinct_values():
+def test_the_engine_binning_lists_few_distinct_values():
     w = np.repeat(np.array([0.0, -0.1, 0.2], np.float32), 1000)
-    e = charts.bin_weights(w)
+    e = histogram("w", w)
     assert e["values"] == pytest.approx([-0.1, 0.0, 0.2]) and e["value_counts"] == [1000, 1000, 1000]
     assert e["zeros"] == 1000 and sum(e["counts"]) == 2000
 

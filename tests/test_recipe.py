@@ -157,21 +157,6 @@ def test_m_by_n_target_is_m_zeros_of_n():
     assert r.steps[0].sparsity_m_by_n == (2, 4) and r.steps[0].target == 0.5
 
 
-def test_library_never_imports_streamlit():
-    import ast
-    from pathlib import Path
-
-    for path in Path("compression").rglob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            assert not any(n.split(".")[0] == "streamlit" for n in names), f"{path} imports streamlit"
-
-
 def test_an_unknown_method_is_an_error_naming_the_known_ones():
     message = error_of({**BASE, "steps": [{"method": "prune"}, {"method": "distill"}]})
     assert message.startswith("steps[1].method:") and "'distill' is not a method" in message

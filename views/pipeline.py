@@ -7,27 +7,26 @@ import streamlit as st
 
 from compression import limits
 from compression.studio import dashboard, uploads
-from compression.choices import Arch, CentroidInit, DatasetName, ExportMode, LayerScope, Method, Schedule, options
+from compression.choices import Arch, DatasetName, ExportMode, LayerScope, options
+from compression.engine import methods
+from compression.engine.methods.base import ordered_params
+from compression.studio.schedules import schedule_warnings
 from compression.errors import RecipeError, UserError
 from compression.ordering import plan
 from compression.recipe import Recipe, training_epochs
 from compression.store.runs import try_load_run
-from views._ui import PAGES, jobs_or_stop, page
+from views._ui import PAGES, jobs_or_stop, page, read_only, read_only_note
 
 OWN = "__own__"
-METHOD_TITLES = {"prune": "Prune", "cluster": "Cluster", "quantize": "Quantize (QAT)"}
-METHOD_HELP = {
-    "prune": "Magnitude pruning sets the smallest weights to exactly zero while fine-tuning.",
-    "cluster": "Weight clustering replaces each layer's weights by a few shared values (centroids).",
-    "quantize": "Quantization-aware training prepares the weights and activations for int8.",
-}
 EXPORT_HELP = {
     "float32": "no quantization: the reference size",
     "float16": "half-precision weights: about half the size",
     "int8_dynamic": "int8 weights, float activations: about a quarter of the size",
     "int8_full": "int8 weights and activations (calibrated on training samples)",
 }
-MN_CHOICES = ["off", "2:4", "1:4", "4:8", "1:2"]
+MN_CHOICES = ["off", "2:4", "1:4", "4:8", "1:2"]  # the common structured-sparsity patterns
+LR_CHOICES = (1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # a log ladder inside the declared bounds
+UPLOADED = "(uploaded recipe)"
 
 
 # --- state -------------------------------------------------------------------------------
@@ -38,14 +37,13 @@ def _state():
     if "pl_steps" not in ss:
         ss.pl_uid = 0
         ss.pl_steps = []
-        ss.pl_preset = "prune → cluster → QAT"
-        preset = dashboard.presets()[ss.pl_preset]
-        _load_steps(preset["steps"])
-        ss.pl_export = preset["export"]
-        ss.pl_name = preset["name"]
-        ss.pl_fallback = {"dataset": "digits", "max_train_samples": 600,
-                          "baseline": {"arch": "dense_redundant", "epochs": 2, "batch_size": 128, "seed": 0}}
+        ss.pl_preset = dashboard.DEFAULT_PRESET
+        ss.pl_presets_now = dashboard.presets()
+        ss.pl_fit = (None, None)
+        ss.pl_fallback = {"dataset": dashboard.DEFAULT_DATASET, "max_train_samples": dashboard.DEFAULT_MAX_TRAIN_SAMPLES,
+                          "baseline": dict(dashboard.DEFAULT_BASELINE)}
         ss.pl_unsafe = False
+        ss.pl_need_preset = True  # loaded once the baseline (and so its data) is known
     return ss
 
 
@@ -58,14 +56,27 @@ def _load_steps(steps: list[dict]):
     ss.pl_steps = new
 
 
-def _apply_preset():
+def _apply_preset(announce: bool = True):
+    """Load the chosen preset (fitted to the current baseline's data) in place of the steps."""
     ss = st.session_state
-    preset = dashboard.presets().get(ss.get("pl_preset"))
-    if preset:
-        _load_steps(preset["steps"])
-        ss.pl_export = preset["export"]
-        ss.pl_name = preset["name"]
-        ss.pl_unsafe = False
+    preset = ss.pl_presets_now.get(ss.get("pl_preset"))
+    if not preset:
+        return
+    _load_steps(preset["steps"])
+    ss.pl_export = preset["export"]
+    ss.pl_name = preset["name"]
+    ss.pl_unsafe = False
+    ss.pl_loaded_steps = [dict(s) for s in preset["steps"]]
+    ss.pl_fit_loaded = ss.get("pl_fit")
+    if announce:
+        ss.pl_json_msg = None
+        ss.pl_preset_msg = (f"Loaded preset “{ss.pl_preset}”: {len(preset['steps'])} "
+                            f"step{'s' if len(preset['steps']) != 1 else ''}, export {preset['export']}.")
+
+
+def _unedited(ss) -> bool:
+    steps = [{k: v for k, v in s.items() if k != "_uid"} for s in ss.get("pl_steps", [])]
+    return steps == ss.get("pl_loaded_steps")
 
 
 def _add_step():
@@ -120,102 +131,178 @@ def _load_recipe_file():
             if os.path.realpath(Path(job["run_dir"]) / "baseline.keras") == os.path.realpath(recipe.baseline.path):
                 match = job["id"]
     ss.pl_base_id = match or OWN
+    ss.pl_preset = UPLOADED  # the preset box no longer describes what is loaded
+    ss.pl_loaded_steps = [dict(s) for s in d["steps"]]
     ss.pl_json_msg = ("ok", f"Loaded {up.name}: {len(d['steps'])} steps, export {d['export']}.")
 
 
-# --- widgets per step ----------------------------------------------------------------------
+# --- widgets per step, generated from each method's declared parameters -----------------------
 
 
-def _layers_widget(step: dict, uid: int, layer_names: list[str], layer_types: list[str]):
+def _label(name: str, p) -> str:
+    text = name.replace("_", " ").capitalize()
+    return f"{text} ({p.unit})" if p.unit and p.unit not in ("fraction",) else text
+
+
+def _float_widget(where, name: str, p, value: float, key: str):
+    if p.unit == "fraction":  # a share of the weights: a slider over the declared range
+        hi = p.hi - 0.01 if p.hi_open else p.hi
+        return float(where.slider(_label(name, p), float(p.lo or 0.0), float(hi), float(value), step=0.01,
+                                  key=key, format="%.2f", help=p.help))
+    if name == "learning_rate":
+        lo = p.lo if p.lo is not None else 0.0
+        ladder = sorted({v for v in LR_CHOICES if v > lo and (p.hi is None or v <= p.hi)} | {float(value)})
+        return float(where.select_slider(_label(name, p), ladder, value=float(value), key=key,
+                                         format_func=lambda v: f"{v:g}", help=p.help))
+    lo = None if p.lo is None else float(p.lo + 1e-9 if p.lo_open else p.lo)
+    hi = None if p.hi is None else float(p.hi - 1e-9 if p.hi_open else p.hi)
+    return float(where.number_input(_label(name, p), min_value=lo, max_value=hi, value=float(value), format="%g",
+                                    key=key, help=p.help))
+
+
+def _int_widget(where, name: str, p, value, key: str):
+    if p.nullable:  # 0 stands for "not set" (null): the help says what that means
+        v = where.number_input(_label(name, p) + " (0 = automatic)", min_value=0,
+                               max_value=int(p.hi) if p.hi is not None else None, value=int(value or 0), key=key,
+                               help=p.help)
+        return int(v) or None
+    if p.lo is not None and p.hi is not None and p.hi - p.lo <= 300 and name != "epochs":
+        return int(where.slider(_label(name, p), int(p.lo), int(p.hi), int(value), key=key, help=p.help))
+    return int(where.number_input(_label(name, p), min_value=int(p.lo) if p.lo is not None else None,
+                                  max_value=int(p.hi) if p.hi is not None else None, value=int(value), step=1,
+                                  key=key, help=p.help))
+
+
+def _per_layer_widget(where, name: str, p, value, key: str, layer_names: list[str]):
+    """One number for every layer, plus a per-layer table (the paper sets targets per layer)."""
+    per_layer = value if isinstance(value, dict) else {}
+    default = p_default = methods_default(name)
+    base = value if not isinstance(value, dict) else p_default
+    one = (_float_widget if p.kind == "per_layer_float" else _int_widget)(where, name, p, base, key)
+    if not layer_names:
+        if per_layer:
+            where.caption(f"Per layer: {', '.join(f'{k} {v:g}' for k, v in per_layer.items())}; other layers "
+                          f"{default:g}.")
+        return per_layer or one
+    import pandas as pd
+
+    with where.expander(f"{_label(name, p)} per layer", expanded=bool(per_layer)):
+        table = pd.DataFrame({"layer": layer_names,
+                              "value": [float(per_layer.get(n, one)) for n in layer_names]})
+        edited = st.data_editor(table, key=f"{key}_table", hide_index=True, width="stretch",
+                                disabled=["layer"],
+                                column_config={"value": st.column_config.NumberColumn(
+                                    _label(name, p), min_value=None if p.lo is None else float(p.lo),
+                                    max_value=None if p.hi is None else float(p.hi),
+                                    step=0.01 if p.kind == "per_layer_float" else 1, help=p.help)})
+        values = {row["layer"]: row["value"] for row in edited.to_dict("records")}
+        differing = {k: (float(v) if p.kind == "per_layer_float" else int(v)) for k, v in values.items()
+                     if v is not None and float(v) != float(one)}
+        st.caption("Layers left at the value above take it; change a row to set that layer apart.")
+    return differing if differing else one
+
+
+def methods_default(name: str):
+    for m in methods.all_methods():
+        for f in m.step_type.__dataclass_fields__.values():
+            if f.name == name:
+                return f.default
+    return None
+
+
+def _pair_widget(where, name: str, p, value, key: str):
+    text = f"{value[0]}:{value[1]}" if value else "off"
+    choices = MN_CHOICES if text in MN_CHOICES else MN_CHOICES + [text]
+    text = where.selectbox(_label(name, p), choices, index=choices.index(text), key=key, help=p.help)
+    return None if text == "off" else [int(x) for x in text.split(":")]
+
+
+def _layers_widget(where, step: dict, uid: int, layer_names: list[str], layer_types: list[str], help_text: str):
     current = step.get("layers", "all")
     scope = current if isinstance(current, str) else next(iter(current))
     values = [] if isinstance(current, str) else list(next(iter(current.values())))
-    scope = st.selectbox("Which layers", options(LayerScope), index=options(LayerScope).index(scope), key=f"s{uid}_scope",
-                         format_func=lambda s: {"all": "all layers with weights", "all_but_first_last":
-                                                "all but the first and last", "types": "layers of these types",
-                                                "names": "these layers"}[s])
+    scope = where.selectbox("Which layers", options(LayerScope), index=options(LayerScope).index(scope),
+                            key=f"s{uid}_scope", help=help_text,
+                            format_func=lambda s: {"all": "all layers with weights", "all_but_first_last":
+                                                   "all but the first and last", "types": "layers of these types",
+                                                   "names": "these layers"}[s])
     if scope in ("types", "names"):
         known = layer_types if scope == "types" else layer_names
         if known:
-            values = st.multiselect("Layers" if scope == "names" else "Types", sorted(set(known) | set(values)),
-                                    default=[v for v in values if v], key=f"s{uid}_{scope}_vals")
+            values = where.multiselect("Layers" if scope == "names" else "Types", sorted(set(known) | set(values)),
+                                       default=[v for v in values if v], key=f"s{uid}_{scope}_vals")
         else:
-            text = st.text_input("Comma-separated " + scope, value=", ".join(values), key=f"s{uid}_{scope}_text",
-                                 help="The baseline is trained in this run, so its layer names are not known yet.")
+            text = where.text_input("Comma-separated " + scope, value=", ".join(values), key=f"s{uid}_{scope}_text",
+                                    help="The baseline is trained in this run, so its layer names are not known yet.")
             values = [v.strip() for v in text.split(",") if v.strip()]
-        step["layers"] = {scope: values}
-    else:
-        step["layers"] = scope
+        return {scope: values}
+    return scope
 
 
-def _training_widgets(step: dict, uid: int):
-    c1, c2, c3 = st.columns(3)
-    step["epochs"] = int(c1.number_input("Fine-tuning epochs", 1, 100, int(step["epochs"]), key=f"s{uid}_epochs"))
-    sizes = sorted({16, 32, 64, 128, 256, 500, 512, 1024, int(step["batch_size"])})
-    step["batch_size"] = int(c2.select_slider("Batch size", sizes, value=int(step["batch_size"]), key=f"s{uid}_batch"))
-    lrs = sorted({1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, float(step["learning_rate"])})
-    step["learning_rate"] = float(c3.select_slider("Learning rate", lrs, value=float(step["learning_rate"]),
-                                                   key=f"s{uid}_lr", format_func=lambda v: f"{v:g}"))
+def _param_widget(where, step: dict, uid: int, name: str, p, layer_names, layer_types):
+    key = f"s{uid}_{name}"
+    value = step.get(name)
+    if p.kind == "float":
+        return _float_widget(where, name, p, value, key)
+    if p.kind == "int":
+        return _int_widget(where, name, p, value, key)
+    if p.kind == "bool":
+        return bool(where.checkbox(_label(name, p), value=bool(value), key=key, help=p.help))
+    if p.kind == "enum":
+        opts = options(p.enum)
+        return where.selectbox(_label(name, p), opts, index=opts.index(value) if value in opts else 0, key=key,
+                               help=p.help)
+    if p.kind in ("per_layer_float", "per_layer_int"):
+        return _per_layer_widget(where, name, p, value, key, layer_names)
+    if p.kind == "pair":
+        return _pair_widget(where, name, p, value, key)
+    if p.kind == "layers":
+        return _layers_widget(where, step, uid, layer_names, layer_types, p.help)
+    raise ValueError(f"no widget for parameter kind {p.kind}")
 
 
-def _prune_widgets(step: dict, uid: int, steps_per_epoch: int | None):
-    c1, c2 = st.columns(2)
-    step["schedule"] = c1.selectbox("Sparsity schedule", options(Schedule), index=options(Schedule).index(step["schedule"]),
-                                    key=f"s{uid}_schedule",
-                                    help="polynomial_decay raises sparsity gradually; constant_sparsity holds one target")
-    mn = step.get("sparsity_m_by_n")
-    mn_text = f"{mn[0]}:{mn[1]}" if mn else "off"
-    choices = MN_CHOICES if mn_text in MN_CHOICES else MN_CHOICES + [mn_text]
-    mn_text = c2.selectbox("Structured M:N sparsity", choices, index=choices.index(mn_text), key=f"s{uid}_mn",
-                           help="e.g. 2:4 keeps 2 of every 4 weights (hardware-friendly); replaces the schedule's target")
-    step["sparsity_m_by_n"] = None if mn_text == "off" else [int(x) for x in mn_text.split(":")]
-    if step["schedule"] == "polynomial_decay":
-        lo, hi = st.slider("Sparsity from → to", 0.0, 0.99, (float(step["initial_sparsity"]), float(step["final_sparsity"])),
-                           step=0.01, key=f"s{uid}_range", format="%.2f",
-                           help="initial_sparsity at begin_step, rising to final_sparsity at end_step")
-        step["initial_sparsity"], step["final_sparsity"] = lo, hi
-    else:
-        step["target_sparsity"] = st.slider("Target sparsity", 0.0, 0.99, float(step["target_sparsity"]), step=0.01,
-                                            key=f"s{uid}_target", format="%.2f")
-    c1, c2, c3 = st.columns(3)
-    step["begin_step"] = int(c1.number_input("Begin step", 0, 10**7, int(step["begin_step"]), key=f"s{uid}_begin"))
-    end = c2.number_input("End step (0 = end of training)", 0, 10**7, int(step["end_step"] or 0), key=f"s{uid}_end")
-    step["end_step"] = int(end) or None
-    step["frequency"] = int(c3.number_input("Update every (steps)", 1, 10**6, int(step["frequency"]), key=f"s{uid}_freq"))
-    if step["end_step"] is None and steps_per_epoch:
-        st.caption(f"End step computed from the data: {steps_per_epoch} steps per epoch × {step['epochs']} epochs "
-                   f"= {steps_per_epoch * step['epochs']}.")
-
-
-def _cluster_widgets(step: dict, uid: int):
-    c1, c2 = st.columns(2)
-    step["number_of_clusters"] = int(c1.slider("Clusters per layer", 2, 256, int(step["number_of_clusters"]), key=f"s{uid}_k",
-                                               help="16 clusters: every weight becomes one of 16 values (4-bit indices)"))
-    step["cluster_centroids_init"] = c2.selectbox(
-        "Centroid initialisation", options(CentroidInit), index=options(CentroidInit).index(step["cluster_centroids_init"]),
-        key=f"s{uid}_init", help="kmeans_plus_plus is tfmot's recommended start; linear spreads centroids evenly")
+def _relevant(step: dict, p) -> bool:
+    return p.show_if is None or str(step.get(p.show_if[0])) == p.show_if[1]
 
 
 def _step_editor(i: int, step: dict, n: int, layer_names, layer_types, steps_per_epoch):
     uid = step["_uid"]
-    method = step["method"]
+    method = methods.get(step["method"])
     with st.container(border=True):
         head, up, down, rm = st.columns([8, 1, 1, 1], vertical_alignment="center")
-        head.markdown(f"**{i + 1}. {METHOD_TITLES.get(method, method)}** — {METHOD_HELP.get(method, '')}")
+        head.markdown(f"**{i + 1}. {method.title}**", help=method.help)
         up.button("", icon=":material/arrow_upward:", key=f"s{uid}_up", on_click=_move, args=(i, -1), disabled=i == 0,
                   help="Move up")
         down.button("", icon=":material/arrow_downward:", key=f"s{uid}_down", on_click=_move, args=(i, 1),
                     disabled=i == n - 1, help="Move down")
         rm.button("", icon=":material/delete:", key=f"s{uid}_rm", on_click=_remove, args=(i,), help="Remove this step")
-        if method == "prune":
-            _prune_widgets(step, uid, steps_per_epoch(step["batch_size"]) if steps_per_epoch else None)
-        elif method == "cluster":
-            _cluster_widgets(step, uid)
-        _layers_widget(step, uid, layer_names, layer_types)
-        _training_widgets(step, uid)
-        if "preserve" in step and st.session_state.pl_unsafe:
-            step["preserve"] = st.checkbox("Preserve earlier steps' work (preserving variant)", value=bool(step["preserve"]),
-                                           key=f"s{uid}_preserve")
+        declared = ordered_params(method.step_type)
+        main = [(k, p) for k, p in declared.items() if not p.advanced and k != "preserve"]
+        advanced = [(k, p) for k, p in declared.items() if p.advanced and k != "preserve"]
+        cols = st.columns(2)
+        shown = 0
+        for name, p in main:
+            if not _relevant(step, p):
+                continue
+            where = st if p.kind in ("layers", "per_layer_float", "per_layer_int") else cols[shown % 2]
+            step[name] = _param_widget(where, step, uid, name, p, layer_names, layer_types)
+            shown += where is not st
+        with st.expander("Advanced: schedule steps, learning-rate schedule, weight decay"):
+            acols = st.columns(2)
+            shown = 0
+            for name, p in advanced:
+                if not _relevant(step, p):
+                    continue
+                step[name] = _param_widget(acols[shown % 2], step, uid, name, p, layer_names, layer_types)
+                shown += 1
+        if step["method"] == "prune" and step.get("end_step") is None and steps_per_epoch:
+            spe = steps_per_epoch(step["batch_size"])
+            st.caption(f"End step computed from the data: {spe} steps per epoch × {step['epochs']} epochs "
+                       f"= {spe * step['epochs']}.")
+        if "preserve" in declared and st.session_state.pl_unsafe:
+            step["preserve"] = st.checkbox("Preserve earlier steps' work (preserving variant)",
+                                           value=bool(step["preserve"]), key=f"s{uid}_preserve",
+                                           help=declared["preserve"].help)
 
 
 # --- the baseline to compress ----------------------------------------------------------------
@@ -267,7 +354,7 @@ def _baseline_picker(jobs):
             ds = fb["dataset"] if isinstance(fb["dataset"], str) else "digits"
             fb["dataset"] = c1.selectbox("Dataset", options(DatasetName), index=options(DatasetName).index(ds), key="pl_fb_ds")
             fb["baseline"]["arch"] = c2.selectbox("Architecture", options(Arch),
-                                                  index=options(Arch).index(fb["baseline"].get("arch") or "dense_redundant"),
+                                                  index=options(Arch).index(fb["baseline"].get("arch") or dashboard.DEFAULT_BASELINE["arch"]),
                                                   key="pl_fb_arch")
             fb["baseline"]["epochs"] = int(c3.number_input("Baseline epochs", 1, 100, int(fb["baseline"].get("epochs", 2)),
                                                            key="pl_fb_epochs"))
@@ -300,13 +387,26 @@ def main():
         cap = (job.get("recipe") or {}).get("max_train_samples") if job else ss.pl_fallback.get("max_train_samples")
         spe = (lambda bs: dashboard.steps_per_epoch(n_train, bs, cap)) if n_train else None
 
-        p1, p2 = st.columns([3, 1], vertical_alignment="bottom")
-        presets = dashboard.presets()
-        p1.selectbox("Preset", list(presets), key="pl_preset",
-                     help="Replaces the steps and the export mode; the baseline stays")
-        p2.button("Load preset", on_click=_apply_preset, key="pl_load_preset", icon=":material/auto_fix_high:")
+        presets = dashboard.presets(n_train, cap)
+        ss.pl_presets_now = presets
+        fit = (n_train, cap)
+        if ss.pop("pl_need_preset", False):
+            ss.pl_fit = fit
+            _apply_preset(announce=False)
+        if ss.get("pl_preset") in presets and ss.get("pl_fit_loaded") != fit and _unedited(ss):
+            ss.pl_fit = fit  # another baseline: refit the untouched preset to its data
+            _apply_preset(announce=False)
+        ss.pl_fit = fit
+        names = list(presets) + ([UPLOADED] if ss.get("pl_preset") == UPLOADED else [])
+        st.selectbox("Preset", names, key="pl_preset", on_change=_apply_preset,
+                     help="Choosing a preset replaces the steps and the export mode with it, fitted to the chosen "
+                          "baseline's data; the baseline stays")
         if ss.get("pl_preset") in presets:
-            st.caption(presets[ss.pl_preset]["description"])
+            edited = "" if _unedited(ss) else " You have edited its steps since."
+            st.caption(presets[ss.pl_preset]["description"] + edited)
+        msg = ss.pop("pl_preset_msg", None)
+        if msg:
+            st.success(msg, icon=":material/auto_fix_high:")
 
         steps = ss.pl_steps
         if not steps:
@@ -314,7 +414,7 @@ def main():
         for i, step in enumerate(steps):
             _step_editor(i, step, len(steps), layer_names, layer_types, spe)
         a1, a2 = st.columns([3, 1], vertical_alignment="bottom")
-        a1.selectbox("Add a step", options(Method), key="pl_add", format_func=lambda m: METHOD_TITLES[m])
+        a1.selectbox("Add a step", methods.names(), key="pl_add", format_func=lambda m: methods.get(m).title)
         a2.button("Add step", on_click=_add_step, key="pl_add_btn", icon=":material/add:")
 
         st.markdown("**Export**")
@@ -351,7 +451,7 @@ def _live_panel(job, steps, spe):
                 for w in p.warnings:
                     st.warning(f"Step {i} undoes earlier work: {w}.", icon=":material/warning:")
             st.markdown(f"Export: **{recipe.export.value}** — {EXPORT_HELP.get(recipe.export.value, '')}.")
-        for sentence in dashboard.schedule_warnings(recipe, spe):
+        for sentence in schedule_warnings(recipe, spe):
             st.warning(sentence, icon=":material/schedule:")
         if planned and not any(p.warnings for p in planned):
             st.success("Order check: safe. Every step keeps what the steps before it did.", icon=":material/check_circle:")
@@ -370,11 +470,14 @@ def _live_panel(job, steps, spe):
                            mime="application/json", icon=":material/download:", key="pl_download")
         with st.expander("Recipe JSON"):
             st.code(dashboard.recipe_json(recipe), language="json")
-        if st.button("Run", type="primary", icon=":material/play_arrow:", key="pl_run", disabled=not planned,
-                     width="stretch"):
+        if read_only():
+            read_only_note("Running recipes")
+        elif st.button("Run", type="primary", icon=":material/play_arrow:", key="pl_run", disabled=not planned,
+                       width="stretch"):
             job_id = dashboard.submit(recipe)
             st.switch_page(PAGES["runs"], query_params={"job": job_id})
-    st.file_uploader("Upload a recipe (JSON)", type=["json"], key="pl_json", on_change=_load_recipe_file)
+    if not read_only():
+        st.file_uploader("Upload a recipe (JSON)", type=["json"], key="pl_json", on_change=_load_recipe_file)
     msg = ss.get("pl_json_msg")
     if msg:
         (st.success if msg[0] == "ok" else st.error)(msg[1])

@@ -4,7 +4,7 @@ Two kinds of functions live here:
 
 * table builders (``*_df``, ``stage_table``): report.json / weights.json / predictions.npz
   data in, a small pandas DataFrame out. They aggregate first (histograms are 60 bins per
-  layer per stage, already binned by the engine or by ``bin_weights``), so a model with
+  layer per stage, already binned by the engine, ``compression.engine.metrics.histogram``), so a model with
   10 million weights gives the browser as many rows as a model with ten thousand.
 * chart builders (``*_chart``): DataFrame in, Altair chart out, every mark with a tooltip.
   Tests call ``chart.to_dict()`` on them.
@@ -42,29 +42,6 @@ def human_bytes(n: float | int | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} GB"
-
-
-def bin_weights(weights: np.ndarray, bins: int = HIST_BINS) -> dict:
-    """weights.json's layer entry for any array: histogram of the nonzero values, zeros,
-    and the distinct values when there are at most 64. O(n) in numpy; the result is tiny."""
-    flat = np.asarray(weights, dtype=np.float32).ravel()
-    nz = flat[flat != 0]
-    lo, hi = (float(nz.min()), float(nz.max())) if nz.size else (0.0, 0.0)
-    if hi <= lo:
-        hi = lo + 1e-6
-    counts, edges = np.histogram(nz, bins=bins, range=(lo, hi))
-    values, vcounts = np.unique(flat, return_counts=True) if flat.size <= 2_000_000 or nz.size == 0 else (None, None)
-    if values is None:  # big layer: check cheaply whether it has few distinct values first
-        sample = np.unique(flat[:: max(1, flat.size // 100_000)])
-        values, vcounts = (np.unique(flat, return_counts=True) if sample.size <= 64 else (sample, None))
-    small = vcounts is not None and values.size <= 64
-    return {
-        "bin_edges": [float(e) for e in edges], "counts": [int(c) for c in counts],
-        "zeros": int(flat.size - nz.size), "total": int(flat.size),
-        "min": float(flat.min()) if flat.size else 0.0, "max": float(flat.max()) if flat.size else 0.0,
-        "values": [float(v) for v in values] if small else None,
-        "value_counts": [int(c) for c in vcounts] if small else None,
-    }
 
 
 def _stage_label(i: int, key: str, variant: str | None = None) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from compression import jobs
-from compression.choices import Method
+from compression.engine import methods as method_registry
 from compression.errors import UserError
 from compression.recipe import Recipe, default_step, step_to_dict
 from compression.studio.schedules import schedule_warnings, steps_per_epoch  # noqa: F401  (re-exported)
@@ -254,7 +254,10 @@ def prune_schedule(n_train: int | None, batch_size: int, epochs: int, max_train_
     spe = steps_per_epoch(n_train or DIGITS_N_TRAIN, batch_size, max_train_samples) or 1
     total = spe * max(1, int(epochs))
     end = max(2, int(round(total * end_fraction)))
-    return {"begin_step": 0, "end_step": end, "frequency": max(1, end // MASK_UPDATES)}
+    frequency = max(1, end // MASK_UPDATES)
+    if end >= MASK_UPDATES:
+        end = frequency * MASK_UPDATES  # the last mask update lands on end_step: nothing for the engine to move
+    return {"begin_step": 0, "end_step": end, "frequency": frequency}
 
 
 def _epochs_for(n_train: int, batch_size: int, max_train_samples: int | None, lo: int, hi: int) -> int:
@@ -267,7 +270,7 @@ def _fit(steps: list[dict], n_train: int, max_train_samples: int | None, end_fra
     out = []
     for s in steps:
         full = dict(new_step(s["method"]), **s)
-        if full["method"] == Method.PRUNE and full.get("schedule", "polynomial_decay") == "polynomial_decay" \
+        if full["method"] == "prune" and full.get("schedule", "polynomial_decay") == "polynomial_decay" \
                 and not full.get("sparsity_m_by_n"):
             full.update(prune_schedule(n_train, full["batch_size"], full["epochs"], max_train_samples, end_fraction))
         out.append(full)
@@ -346,4 +349,4 @@ def baseline_facts(report: dict) -> dict:
 
 
 def methods() -> list[str]:
-    return [m.value for m in Method]
+    return method_registry.names()

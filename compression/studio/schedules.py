@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 
-from compression.choices import Method
+from compression.engine.methods.prune import schedule_plan
+from compression.errors import RecipeError
 from compression.recipe import Recipe
 
 
@@ -23,24 +24,22 @@ def schedule_warnings(recipe: Recipe, steps_per_epoch_fn) -> list[str]:
     """Sentences about pruning schedules that cannot work as written for this much data.
 
     ``steps_per_epoch_fn(batch_size)`` gives the optimizer steps per epoch (None if unknown).
+    The sentences come from the engine's own ``schedule_plan``: what it says here is what
+    the run will do.
     """
     out = []
     for i, step in enumerate(recipe.steps, start=1):
-        if step.method != Method.PRUNE or step.sparsity_m_by_n:
+        if step.method != "prune":
             continue
         spe = steps_per_epoch_fn(step.batch_size) if steps_per_epoch_fn else None
         if not spe:
             continue
-        total = spe * step.epochs
-        end = step.end_step or total
-        if step.begin_step >= total:
-            out.append(f"Step {i} (prune) begins at step {step.begin_step} but trains only {total} steps: "
-                       "nothing would be pruned. Lower 'Begin step'.")
-        elif step.frequency >= end - step.begin_step:
-            out.append(f"Step {i} (prune) trains {total} steps but updates the mask every {step.frequency}: sparsity "
-                       f"jumps to {step.target:.0%} in one go, with no time to recover. Lower 'Update every' "
-                       f"(e.g. {max(1, (end - step.begin_step) // 10)}) or train more epochs.")
-        elif step.end_step and step.end_step > total:
-            out.append(f"Step {i} (prune) ends its schedule at step {step.end_step} but trains only {total} steps: "
-                       f"it stops short of {step.target:.0%}.")
+        try:
+            plan = schedule_plan(step, spe, f"steps[{i - 1}]")
+        except RecipeError as e:
+            out.append(f"Step {i} (prune) cannot run on this data: {e.message}.")
+            continue
+        for note in plan.notes:
+            out.append(f"Step {i} (prune) does not fit this data ({plan.total_steps} optimizer steps), so the run "
+                       f"will adjust it: {note}.")
     return out
