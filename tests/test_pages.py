@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from compression.studio import dashboard  # noqa: E402
+import synthetic  # noqa: E402
 from synthetic import add_collapsed_run, make_workspace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,7 +265,7 @@ def test_results_deep_link_selects_the_run(ws):
     at = app("views/results.py", run=jobs["compress"]["id"])
     assert at.selectbox(key="res_run").value == jobs["compress"]["id"]
     assert at.query_params["run"] == jobs["compress"]["id"]
-    assert len(at.dataframe) == 1
+    assert len(at.dataframe) == 2  # the stage table and model.dc's bits per layer
     body = texts(at)
     assert "Class **8** lost the most" in body
     labels = {b.label for b in at.get("download_button")}
@@ -398,3 +399,13 @@ print("LOADED", loaded)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "LOADED []" in out.stdout, out.stdout[-2000:]
+
+
+def test_results_show_where_the_bits_go_in_model_dc(ws):
+    _, jobs = ws
+    at = app("views/results.py", run=jobs["compress"]["id"])
+    assert not at.exception
+    assert "Where the bits go" in [s.value for s in at.subheader]
+    table = next(df.value for df in at.dataframe if "index bits" in df.value.columns)
+    assert list(table["layer"])[:-1] == [n for n, _t, _s in synthetic.LAYERS]
+    assert table["index bits"].iloc[0] == "4.50" and table["weight bits"].iloc[-1] == "–"

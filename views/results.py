@@ -22,6 +22,9 @@ STAGE_COLUMNS = {  # keys: compression.studio.charts.stage_display columns
     "keras_zip": st.column_config.TextColumn("Keras zip", help="zipped Keras file · ratio to the baseline. " + DASH_HELP),
     "tflite": st.column_config.TextColumn("TFLite", help="raw TFLite file · ratio to the baseline"),
     "tflite_zip": st.column_config.TextColumn("TFLite zip", help="zipped TFLite file · ratio to the baseline"),
+    "dc": st.column_config.TextColumn("model.dc", help="the Deep Compression container of the exported file (last "
+                                                      "row only) · ratio to the baseline's raw TFLite file, as the "
+                                                      "paper counts. " + DASH_HELP),
     "latency": st.column_config.TextColumn("Latency", help="median batch-1 TFLite inference · ratio to the baseline"),
 }
 
@@ -285,6 +288,17 @@ def main():
         st.altair_chart(charts.size_chart(charts.sizes_df(run.report)), width="stretch")
     with c2:
         st.altair_chart(charts.latency_chart(charts.latency_df(run.report)), width="stretch")
+    dc = (run.report.get("final") or {}).get("dc")
+    if dc and dc.get("tensors"):
+        st.subheader("Where the bits go")
+        st.caption("model.dc, the Deep Compression container of the exported file: per layer, the bytes of the "
+                   "relative indices (where the kept weights are), of the weights as codebook indices, and of the "
+                   "codebook and Huffman tables; everything else (graph, biases, scales) compressed as one block. "
+                   "`python -m compression unpack model.dc --out model.tflite` restores the TFLite file byte for byte.")
+        st.altair_chart(charts.dc_bits_chart(dc), width="stretch")
+        st.dataframe(charts.dc_bits_display(dc), hide_index=True, width="stretch")
+        st.caption("weight bits and index bits: per kept weight, after Huffman coding; ratio: the layer's raw bytes "
+                   "over its bytes in model.dc. – : does not apply (the rest of the file has no weights).")
     sp = charts.sparsity_df(run.report)
     if not sp.empty:
         st.altair_chart(charts.sparsity_chart(sp), width="stretch")

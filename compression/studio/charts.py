@@ -23,7 +23,9 @@ HIST_BINS = 60
 SHIFT_THRESHOLD = 0.02  # a per-class recall change below this is noise, not a shift
 
 STAGE_COLORS = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#bab0ac"]
-MEASURE_LABELS = {"keras_zip_bytes": "Keras zip", "tflite_bytes": "TFLite", "tflite_zip_bytes": "TFLite zip"}
+MEASURE_LABELS = {"keras_zip_bytes": "Keras zip", "tflite_bytes": "TFLite", "tflite_zip_bytes": "TFLite zip",
+                  "dc_bytes": "Deep Compression"}
+MEASURE_COLORS = ["#9ecae9", "#4c78a8", "#f58518", "#54a24b"]
 VARIANT_LABELS = {  # short, for stage labels: "3 quantize (PCQAT)"
     "sparsity_preserving_cluster": "sparsity-preserving", "qat": "QAT", "pqat": "PQAT", "cqat": "CQAT",
     "pcqat": "PCQAT",
@@ -97,6 +99,10 @@ def stage_table(report: dict) -> pd.DataFrame:
             short = field.replace("_bytes", "_kb")
             row[short] = value / KB if field.endswith("_bytes") else value
             row[field.replace("_bytes", "").replace("_ms", "") + "_ratio"] = value / ref if ref and ref > 0 else np.nan
+        # model.dc exists for the exported file only; like the paper, compare it with the float baseline file
+        dc, ref = _num(m.get("dc_bytes")), _num(base.get("tflite_bytes"))
+        row["dc_kb"] = dc / KB
+        row["dc_ratio"] = dc / ref if ref and ref > 0 else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -376,8 +382,8 @@ def size_chart(df: pd.DataFrame, title: str = "Model size per stage") -> alt.Cha
         yOffset=alt.YOffset("measure:N", sort=measures),
         x=alt.X("kb:Q", title="size (KB)"),
         color=alt.Color("measure:N", sort=measures, title=None,
-                        scale=alt.Scale(domain=measures, range=["#9ecae9", "#4c78a8", "#f58518"]),
-                        legend=alt.Legend(orient="bottom")),
+                        scale=alt.Scale(domain=measures, range=MEASURE_COLORS),
+                        legend=alt.Legend(orient="bottom", labelLimit=0)),
         tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("measure:N", title="file"), alt.Tooltip("size:N"),
                  alt.Tooltip("bytes:Q", format=","), alt.Tooltip("ratio:Q", title="× baseline", format=".2f")],
     ).properties(height=alt.Step(10))
@@ -470,11 +476,12 @@ def stage_display(table: pd.DataFrame) -> pd.DataFrame:
             "keras_zip": _size_cell(r["keras_zip_kb"], r["keras_zip_ratio"], not first),
             "tflite": _size_cell(r["tflite_kb"], r["tflite_ratio"], not first),
             "tflite_zip": _size_cell(r["tflite_zip_kb"], r["tflite_zip_ratio"], not first),
+            "dc": _size_cell(r.get("dc_kb", np.nan), r.get("dc_ratio", np.nan), True),
             "latency": DASH if not np.isfinite(r["latency_ms"]) else (
                 f"{r['latency_ms']:.3f} ms" + ("" if first or not np.isfinite(r["latency_ratio"]) else f" · {r['latency_ratio']:.2f}×")),
         })
     return pd.DataFrame(rows, columns=["stage", "accuracy", "accuracy_delta", "params_nonzero", "sparsity", "unique_values",
-                                       "keras_zip", "tflite", "tflite_zip", "latency"])
+                                       "keras_zip", "tflite", "tflite_zip", "dc", "latency"])
 
 
 def short_label(name: str, max_len: int = 22) -> str:
@@ -498,7 +505,8 @@ def run_summary(label: str, report: dict) -> dict:
         "export": final.get("export") or recipe.get("export"),
         "accuracy": _num(final.get("accuracy")), "baseline_accuracy": _num(base.get("accuracy")),
         "keras_zip_bytes": _num(last.get("keras_zip_bytes")), "tflite_bytes": _num(final.get("tflite_bytes")),
-        "tflite_zip_bytes": _num(final.get("tflite_zip_bytes")), "latency_ms": _num(final.get("latency_ms")),
+        "tflite_zip_bytes": _num(final.get("tflite_zip_bytes")), "dc_bytes": _num(final.get("dc_bytes")),
+        "latency_ms": _num(final.get("latency_ms")),
         "sparsity": _num(final.get("sparsity")), "unique_values": _max_unique(final),
     }
 
@@ -521,6 +529,7 @@ def compare_display(df: pd.DataFrame, marks: Sequence[str] | None = None) -> pd.
         "accuracy": [_fmt(v, ".2%") for v in df["accuracy"]],
         "baseline_accuracy": [_fmt(v, ".2%") for v in df["baseline_accuracy"]],
         "tflite_zip": [human_bytes(v) for v in df["tflite_zip_bytes"]],
+        "dc": [human_bytes(v) for v in df["dc_bytes"]],
         "tflite": [human_bytes(v) for v in df["tflite_bytes"]],
         "keras_zip": [human_bytes(v) for v in df["keras_zip_bytes"]],
         "latency": [_fmt(v, ".3f") for v in df["latency_ms"]],
@@ -571,7 +580,7 @@ def compare_size_chart(sizes: pd.DataFrame) -> alt.Chart:
         y=alt.Y("label:N", sort=runs, title=None, axis=alt.Axis(labelLimit=170)),
         yOffset=alt.YOffset("measure:N", sort=measures),
         x=alt.X("kb:Q", title="size (KB)"),
-        color=alt.Color("measure:N", title=None, scale=alt.Scale(domain=measures, range=["#9ecae9", "#4c78a8", "#f58518"]),
+        color=alt.Color("measure:N", title=None, scale=alt.Scale(domain=measures, range=MEASURE_COLORS),
                         legend=alt.Legend(orient="top", direction="horizontal", labelLimit=0)),
         tooltip=[alt.Tooltip("run:N"), alt.Tooltip("measure:N", title="file"), alt.Tooltip("size:N"),
                  alt.Tooltip("bytes:Q", format=",")],
@@ -706,3 +715,18 @@ def dc_bits_chart(accounting: dict) -> alt.Chart:
         tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("kind:N"), alt.Tooltip("bytes:Q", format=","),
                  alt.Tooltip("encoding:N")],
     ).properties(title=alt.Title("Where the bits go", subtitle=subtitle), height=alt.Step(28), width=520)
+
+
+def dc_bits_display(accounting: dict) -> pd.DataFrame:
+    """dc_bits_table as text for st.dataframe: bits per weight, bytes and ratios, a dash where a
+    figure does not apply (the graph row has no weights)."""
+    table = dc_bits_table(accounting)
+    return pd.DataFrame({
+        "layer": table["layer"], "encoding": table["encoding"].fillna(DASH),
+        "weights": [_fmt(v, ",.0f") for v in table["weights"]],
+        "kept": [_fmt(v, ".1f") + ("%" if _fmt(v, ".1f") != DASH else "") for v in table["kept_pct"]],
+        "weight bits": [_fmt(v, ".2f") for v in table["weight_bits"]],
+        "index bits": [_fmt(v, ".2f") for v in table["index_bits"]],
+        "bytes": [_fmt(v, ",.0f") for v in table["bytes"]],
+        "ratio": [_fmt(v, ".1f") + ("×" if _fmt(v, ".1f") != DASH else "") for v in table["ratio"]],
+    })

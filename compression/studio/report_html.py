@@ -102,7 +102,7 @@ def run_report_html(report: dict, recipe: dict | None = None, name: str | None =
     chart_divs, specs = _charts_html(chart_list)
     headers = {"stage": "Stage", "accuracy": "Accuracy", "accuracy_delta": "Δ acc. (pts)", "params_nonzero": "Nonzero params",
                "sparsity": "Sparsity", "unique_values": "Distinct values", "keras_zip": "Keras zip", "tflite": "TFLite",
-               "tflite_zip": "TFLite zip", "latency": "Latency"}
+               "tflite_zip": "TFLite zip", "dc": "model.dc", "latency": "Latency"}
     body = (f"<h1>{html.escape(name)}</h1><p class=\"sub\">{html.escape(steps)} · export "
             f"{html.escape(str((report.get('final') or {}).get('export')))} · dataset {html.escape(str(ds.get('name')))} "
             f"({ds.get('n_test')} test samples)</p>"
@@ -132,7 +132,7 @@ def compare_report_html(runs: list[tuple[str, dict]], size_field: str = "tflite_
     chart_divs, specs = _charts_html(chart_list)
     shown = charts.compare_display(df, marks).assign(pareto=lambda d: d["pareto"].map({True: "yes", False: ""}))
     headers = {"alarm": "⚠", "run": "Run", "steps": "Steps", "export": "Export", "accuracy": "Accuracy",
-               "baseline_accuracy": "Its baseline", "tflite_zip": "TFLite zip", "tflite": "TFLite",
+               "baseline_accuracy": "Its baseline", "tflite_zip": "TFLite zip", "dc": "model.dc", "tflite": "TFLite",
                "keras_zip": "Keras zip", "latency": "Latency (ms)", "sparsity": "Sparsity",
                "unique_values": "Distinct values", "pareto": "Pareto"}
     recipes = "".join(f"<h3>{html.escape(label)}</h3><pre>{html.escape(json.dumps(rep.get('recipe') or {}, indent=2))}</pre>"
