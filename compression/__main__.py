@@ -133,7 +133,9 @@ def run_foreground(recipe: Recipe, out: Path, quiet: bool = False) -> int:
     if bar:
         bar.close()
     print(_summary(report))
-    print(f"wrote {out / 'report.json'} and {out / 'model.tflite'}")
+    files = ", ".join(str(out / name) for key, name in report.get("artifacts", {}).items()
+                      if key in ("report", "tflite", "dc"))
+    print(f"wrote {files}")
     return 0
 
 

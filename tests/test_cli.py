@@ -77,3 +77,20 @@ def test_train_writes_a_measured_baseline(tmp_path, tiny_npz):
     assert report["final"]["export"] == "float32"
     assert (run / "baseline.keras").is_file() and (run / "model.tflite").is_file()
     assert "baseline: accuracy" in out.stdout
+
+
+def test_methods_lists_every_registered_method_and_exporter_from_the_registry():
+    out = cli("methods", "--json")
+    assert out.returncode == 0, out.stderr
+    catalogue = json.loads(out.stdout)
+    by_name = {m["name"]: m for m in catalogue["methods"]}
+    assert list(by_name) == ["prune", "cluster", "quantize"]
+    final = by_name["prune"]["params"]["final_sparsity"]
+    assert final["default"] == 0.8 and final["min"] == 0 and final["max"] == 1 and final["max_open"]
+    assert final["kind"] == "per_layer_float" and final["help"]
+    clusters = by_name["cluster"]["params"]["number_of_clusters"]
+    assert (clusters["min"], clusters["max"], clusters["unit"]) == (2, 256, "clusters")
+    assert by_name["quantize"]["variants"].keys() == {"qat", "pqat", "cqat", "pcqat"}
+    assert [e["file_name"] for e in catalogue["exporters"]] == ["model.tflite", "model.dc"]
+    text = cli("methods")
+    assert "number_of_clusters (per_layer_int clusters, default 16 in [2, 256])" in text.stdout

@@ -181,3 +181,43 @@ def test_per_layer_clusters_and_type_selection(ds, baseline):
     assert np.unique(ks["fc1"]).size <= 4 and 4 < np.unique(ks["fc2"]).size <= 16
     with pytest.raises(RecipeError, match="no layer of type Conv2D"):
         run("cluster", baseline, ds, layers={"types": ["Conv2D"]})
+
+
+# --- one function decides what a pruning schedule becomes, for the engine and the page --------
+
+
+def test_the_page_warns_with_the_very_notes_the_engine_will_act_on():
+    from compression.engine.methods.prune import schedule_plan
+    from compression.studio.schedules import schedule_warnings
+
+    recipe = Recipe.from_dict({"dataset": "digits", "baseline": {"arch": "lenet_300_100"},
+                               "steps": [{"method": "prune", "final_sparsity": 0.9, "frequency": 100, "epochs": 1}]})
+    plan = schedule_plan(recipe.steps[0], 12)  # 12 optimizer steps: frequency 100 cannot work
+    assert plan.frequency == 3 and plan.end_step == 12 and plan.notes
+    warnings = schedule_warnings(recipe, lambda batch_size: 12)
+    assert len(warnings) == len(plan.notes) and all(n in w for n, w in zip(plan.notes, warnings))
+    assert schedule_warnings(recipe, lambda batch_size: 10_000) == []  # enough steps: nothing to change
+
+
+def test_latency_is_never_timed_while_another_job_times(tmp_path):
+    import threading
+
+    import tensorflow as tf
+
+    from compression.engine import export
+
+    model = models.build("dense_redundant", (8, 8), 10, seed=0)
+    tfl = export.to_tflite(model, "float32")
+    lock = metrics.timing_lock()
+    lock.acquire()
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (metrics.latency_ms(tfl, np.zeros((8, 8), np.float32), runs=2),
+                                              done.set()))
+    try:
+        worker.start()
+        assert not done.wait(1.0), "latency was timed while the lock was held"
+    finally:
+        lock.release()
+    assert done.wait(30)
+    worker.join()
+    del tf

@@ -39,9 +39,18 @@ DAMAGED = "damaged"  # a run folder whose status.json is missing or unreadable (
 
 RunRef = str | os.PathLike
 
-ARTIFACT_DEFAULTS = {"tflite": "model.tflite", "keras": "model.keras", "baseline": "baseline.keras",
+ARTIFACT_DEFAULTS = {"keras": "model.keras", "baseline": "baseline.keras",
                      "weights": "weights.json", "predictions": "predictions.npz", "recipe": "recipe.json",
                      "report": "report.json"}
+
+
+def _default_name(key: str) -> str | None:
+    """The file an artifact key names when a report does not say: the exporters declare theirs."""
+    if key in ARTIFACT_DEFAULTS:
+        return ARTIFACT_DEFAULTS[key]
+    from compression.engine import exporters  # the registry imports no TensorFlow
+
+    return exporters.file_names().get(key)
 
 
 class ResultsError(UserError):
@@ -284,7 +293,7 @@ def artifact_path(run: RunRef, key: str, home: RunRef | None = None, report: dic
     folder = resolve(run, home)
     report = read_report(folder) if report is None else report
     artifacts = (report or {}).get("artifacts")
-    name = (artifacts if isinstance(artifacts, dict) else {}).get(key) or ARTIFACT_DEFAULTS.get(key)
+    name = (artifacts if isinstance(artifacts, dict) else {}).get(key) or _default_name(key)
     path = inside(folder, name)
     return path if path is not None and path.is_file() else None
 

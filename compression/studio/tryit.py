@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from compression.store import runs
+
 from compression.errors import UserError
 
 
@@ -30,8 +32,7 @@ def baseline_tflite(run_dir: str | Path, recipe: dict | None = None) -> Path | N
         return own
     recipe = recipe or {}
     if not recipe.get("steps"):
-        f = run_dir / "model.tflite"
-        return f if f.is_file() else None
+        return runs.artifact_path(run_dir, "tflite")
     path = (recipe.get("baseline") or {}).get("path")
     if path:
         src = Path(path).parent
@@ -39,8 +40,8 @@ def baseline_tflite(run_dir: str | Path, recipe: dict | None = None) -> Path | N
             src_recipe = json.loads((src / "recipe.json").read_text())
         except (OSError, ValueError):
             src_recipe = None
-        if isinstance(src_recipe, dict) and not src_recipe.get("steps") and (src / "model.tflite").is_file():
-            return src / "model.tflite"
+        if isinstance(src_recipe, dict) and not src_recipe.get("steps"):
+            return runs.artifact_path(src, "tflite")
     return None
 
 
