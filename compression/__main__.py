@@ -82,6 +82,8 @@ def _summary(report: dict) -> str:
         f"distinct values per layer, {f['tflite_bytes']:,} B ({f['tflite_zip_bytes']:,} B zipped, "
         f"{b['tflite_zip_bytes'] / max(1, f['tflite_zip_bytes']):.1f}x smaller than the baseline zipped), "
         f"{f['latency_ms']:.3f} ms"
+        + (f"; model.dc {f['dc_bytes']:,} B ({b['tflite_bytes'] / max(1, f['dc_bytes']):.1f}x smaller than the "
+           "baseline's TFLite file)" if f.get("dc_bytes") else "")
     )
     for sentence in report.get("undone", []):
         lines.append(f"undone: {sentence}")

@@ -23,7 +23,11 @@ class DeepCompressionExporter(Exporter):
         from compression import dc
 
         blob, accounting = dc.encode(ctx.artifacts["tflite"])
-        ctx.measured["dc_accounting"] = dc.with_layers(accounting, ctx.kernel_names)
+        accounting = dc.with_layers(accounting, ctx.kernel_names)
+        order = {name: i for i, name in enumerate(ctx.kernel_names)}  # model order, as the paper's tables
+        accounting["tensors"] = sorted(accounting.get("tensors", []),
+                                       key=lambda row: order.get(row.get("layer"), len(order)))
+        ctx.measured["dc_accounting"] = accounting
         return blob
 
     def measure(self, blob: bytes, ctx: ExportContext) -> dict:
