@@ -158,10 +158,6 @@ def job_summary(job: dict) -> str:
     return str(job.get("message") or state)
 
 
-def job_label(job: dict) -> str:
-    return f"{job.get('name') or 'run'} · {job.get('id')}"
-
-
 def is_baseline(job: dict) -> bool:
     return job.get("kind") == "baseline" or not ((job.get("recipe") or {}).get("steps"))
 
