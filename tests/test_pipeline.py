@@ -307,3 +307,36 @@ def test_a_registered_throwaway_method_runs_through_validation_planning_and_the_
         methods.unregister("halve")
     with pytest.raises(RecipeError, match="'halve' is not a method"):
         Recipe.from_dict(tiny_recipe(tiny_npz, [{"method": "halve"}]))
+
+
+@pytest.mark.parametrize("steps, export", [([], "float32"), ([QUANTIZE], "int8_full")])
+def test_a_studio_baseline_exports_a_file_that_takes_raw_pixel_values(tmp_path, steps, export):
+    """digits pixels are 0..16: the file divides by 16 itself, so an app feeds it what an image holds."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from compression import data
+
+    recipe = Recipe.from_dict({"name": "raw", "dataset": "digits", "max_train_samples": 300, "latency_runs": 2,
+                               "baseline": {"arch": "lenet_300_100", "epochs": 3, "batch_size": 32},
+                               "steps": steps, "export": export})
+    report = run_recipe(recipe, tmp_path)
+    contract = report["input"]
+    assert contract["value_range"] == [0.0, 16.0] and "divides by 16 itself" in contract["scaling"]
+    raw = data.load_digits().x_test * 16.0  # what the digits images hold, unscaled
+    assert raw.max() == 16.0
+    interp = Interpreter(model_path=str(tmp_path / "model.tflite"))
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    interp.resize_tensor_input(inp["index"], [len(raw), 8, 8])
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    x = raw.astype(np.float32)
+    if inp["dtype"] == np.int8:  # int8_full: quantize with the file's own input scale
+        scale, zero = inp["quantization"]
+        x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    preds = interp.get_tensor(out["index"]).argmax(axis=1)
+    with np.load(tmp_path / "predictions.npz") as p:
+        np.testing.assert_array_equal(preds, p["final_pred"])
+    assert report["final"]["accuracy"] == pytest.approx(float(np.mean(preds == data.load_digits().y_test)))
+    assert report["final"]["accuracy"] > 0.5  # 300 samples, 3 epochs: learnt, if not well

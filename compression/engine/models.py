@@ -223,6 +223,15 @@ def train_baseline(arch: Arch | str, ds: Dataset, *, epochs: int, batch_size: in
     return model
 
 
+def with_input_scaling(model: keras.Model, factor: float) -> keras.Model:
+    """``model`` behind a Rescaling layer: the returned model takes inputs ``1/factor`` times larger
+    (raw pixel values) and multiplies them by ``factor`` itself. Works for QAT models too: the
+    rescaling runs in float before the model's own input quantizer."""
+    inputs = keras.Input(shape=model.input_shape[1:], name="raw_input")
+    scaled = layers.Rescaling(factor, name="input_scaling")(inputs)
+    return keras.Model(inputs, model(scaled), name="scaled_model")
+
+
 def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     return np.argmax(model.predict(x, batch_size=batch_size, verbose=0), axis=-1)
 

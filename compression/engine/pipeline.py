@@ -179,18 +179,36 @@ def _apply(step, p: PlannedStep, model, ds, ctx: MethodContext) -> StepResult:
     return result
 
 
-def input_contract(ds: data.Dataset, source: str) -> dict:
+def studio_input_scale(recipe: Recipe, ds: data.Dataset, source: str) -> float | None:
+    """The raw-value scale to fold into the exported file, for the studio's own baselines (trained in
+    this run, or a baseline.keras written by a studio baseline run); None for a user's model, which
+    keeps its own input contract."""
+    scale = data.RAW_SCALE.get(ds.name)
+    if not scale:
+        return None
+    if source == "trained":
+        return scale
+    sibling = Path(recipe.baseline.path).with_name("recipe.json")
+    try:
+        made = json.loads(sibling.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    baseline = made.get("baseline") if isinstance(made, dict) else None
+    return scale if isinstance(baseline, dict) and baseline.get("arch") else None
+
+
+def input_contract(ds: data.Dataset, source: str, raw_scale: float | None) -> dict:
     """What the exported file expects and gives, for the Results page and MODEL.md."""
-    scale = data.RAW_SCALE.get(ds.name) if source == "trained" else None
-    if scale:
-        scaling = (f"raw {ds.name} pixel values divided by {scale:g} (values in [0, 1]); "
-                   "the file does not do this itself")
-        value_range = [0.0, 1.0]
+    if raw_scale:
+        scaling = (f"raw {ds.name} pixel values (0 to {raw_scale:g}), as an image file gives them: the file "
+                   f"divides by {raw_scale:g} itself (a Rescaling layer in front of the model)")
+        value_range = [0.0, float(raw_scale)]
     elif source == "trained":
         scaling = "the values of the dataset as given (no scaling by the studio)"
         value_range = [float(np.min(ds.x_test)), float(np.max(ds.x_test))] if len(ds.x_test) else None
     else:
-        scaling = "the model's own input contract (the studio fed it the dataset scaled to [0, 1] where it was uint8)"
+        scaling = ("the model's own input contract: the studio fed it the dataset's values as they are "
+                   "(uint8 images divided by 255)")
         value_range = [float(np.min(ds.x_test)), float(np.max(ds.x_test))] if len(ds.x_test) else None
     return {"shape": [1, *ds.input_shape], "dtype": "float32", "value_range": value_range, "scaling": scaling,
             "output": f"{ds.num_classes} class scores per sample; the predicted class is the largest",
@@ -226,7 +244,7 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
     report = {
         "recipe": recipe.to_dict(),
         "dataset": ds.info(),
-        "input": input_contract(ds, source),
+        "input": input_contract(ds, source, raw_scale := studio_input_scale(recipe, ds, source)),
         "baseline": {"metrics": base_m.metrics, "architecture": models.architecture_table(baseline),
                      "wall_s": round(time.perf_counter() - t0, 3), "source": source},
         "stages": [],
@@ -264,9 +282,11 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
     # Export every artifact and measure the files themselves
     t0 = time.perf_counter()
     tracker.begin("export", len(recipe.steps) + 1)
-    reuse = {"tflite": last.tflite} if last.metrics.get("tflite_mode") == recipe.export.value else {}
-    ectx = ExportContext(model=current, ds=ds, mode=recipe.export, kernel_names=kernel_names, latency_runs=runs,
-                         reuse=reuse)
+    same_file = last.metrics.get("tflite_mode") == recipe.export.value and not raw_scale
+    ectx = ExportContext(model=current, ds=ds.times(raw_scale) if raw_scale else ds, mode=recipe.export,
+                         kernel_names=kernel_names, latency_runs=runs,
+                         reuse={"tflite": last.tflite} if same_file else {},
+                         input_scale=1.0 / raw_scale if raw_scale else None)
     final_metrics: dict = {}
     artifacts = {"keras": "model.keras", "baseline": "baseline.keras", "weights": "weights.json",
                  "predictions": "predictions.npz", "recipe": "recipe.json", "report": "report.json"}

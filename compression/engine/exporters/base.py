@@ -21,6 +21,9 @@ class ExportContext:
     artifacts: dict[str, bytes] = field(default_factory=dict)  # key -> bytes of exporters run so far
     reuse: dict[str, bytes] = field(default_factory=dict)  # key -> bytes already made (e.g. the QAT stage's file)
     measured: dict[str, Any] = field(default_factory=dict)  # key -> what measure() returned, for later exporters
+    # For the studio's own baselines the exported file takes raw pixel values: the model is
+    # exported behind a Rescaling by ``input_scale`` and ``ds`` then holds the raw values.
+    input_scale: float | None = None
 
 
 class Exporter:

@@ -18,8 +18,10 @@ class TFLiteExporter(Exporter):
         if "tflite" in ctx.reuse:
             return ctx.reuse["tflite"]
         from compression.engine.export import to_tflite
+        from compression.engine.models import with_input_scaling
 
-        return to_tflite(ctx.model, ctx.mode, ctx.ds.x_train)
+        model = ctx.model if not ctx.input_scale else with_input_scaling(ctx.model, ctx.input_scale)
+        return to_tflite(model, ctx.mode, ctx.ds.x_train)
 
     def measure(self, blob: bytes, ctx: ExportContext) -> dict:
         from compression.engine.measure import measure_file
