@@ -339,4 +339,10 @@ def test_a_studio_baseline_exports_a_file_that_takes_raw_pixel_values(tmp_path, 
     with np.load(tmp_path / "predictions.npz") as p:
         np.testing.assert_array_equal(preds, p["final_pred"])
     assert report["final"]["accuracy"] == pytest.approx(float(np.mean(preds == data.load_digits().y_test)))
+    # the dashboard's "Try it" reads the contract from the report and feeds the file raw values too
+    from compression.studio import tryit
+
+    x01, _y, _names = tryit.test_split("digits")
+    tried = [p.label for p in tryit.predict(tmp_path / "model.tflite", x01[:20])]
+    assert tried == list(preds[:20])
     assert report["final"]["accuracy"] > 0.5  # 300 samples, 3 epochs: learnt, if not well

@@ -211,6 +211,7 @@ def input_contract(ds: data.Dataset, source: str, raw_scale: float | None) -> di
                    "(uint8 images divided by 255)")
         value_range = [float(np.min(ds.x_test)), float(np.max(ds.x_test))] if len(ds.x_test) else None
     return {"shape": [1, *ds.input_shape], "dtype": "float32", "value_range": value_range, "scaling": scaling,
+            "raw_scale": raw_scale,  # set: the file takes raw values (the loaders' [0, 1] times this)
             "output": f"{ds.num_classes} class scores per sample; the predicted class is the largest",
             "class_names": list(ds.class_names)}
 

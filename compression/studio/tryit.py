@@ -53,6 +53,17 @@ def test_split(dataset) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return ds.x_test, ds.y_test, list(ds.class_names)
 
 
+def input_factor(tflite_path: str | Path) -> float:
+    """What the loaders' [0, 1] samples must be multiplied by for this file: its run's report says
+    whether the file takes raw pixel values (``input.raw_scale``); 1 for older runs and user models."""
+    try:
+        report = json.loads((Path(tflite_path).parent / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 1.0
+    scale = ((report or {}).get("input") or {}).get("raw_scale") if isinstance(report, dict) else None
+    return float(scale) if isinstance(scale, (int, float)) and scale > 0 else 1.0
+
+
 def _interpreter(path: str | Path):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -68,6 +79,7 @@ def predict(path: str | Path, x: np.ndarray, top_k: int = 3) -> list[Prediction]
     """Run every sample of ``x`` (batch of 1 each) through a TFLite file; quantized inputs and
     outputs are (de)quantized with the file's own scale and zero point."""
     interp = _interpreter(path)
+    x = np.asarray(x, dtype=np.float32) * input_factor(path)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     shape = [int(d) for d in inp["shape"]]
     preds = []
