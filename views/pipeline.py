@@ -140,8 +140,10 @@ def _load_recipe_file():
 
 
 def _label(name: str, p) -> str:
+    if p.label:
+        return p.label
     text = name.replace("_", " ").capitalize()
-    return f"{text} ({p.unit})" if p.unit and p.unit not in ("fraction",) else text
+    return f"{text} ({p.unit})" if p.unit and p.unit not in ("fraction",) and p.unit not in name else text
 
 
 def _float_widget(where, name: str, p, value: float, key: str):
@@ -173,16 +175,20 @@ def _int_widget(where, name: str, p, value, key: str):
                                   key=key, help=p.help))
 
 
-def _per_layer_widget(where, name: str, p, value, key: str, layer_names: list[str]):
-    """One number for every layer, plus a per-layer table (the paper sets targets per layer)."""
+def _per_layer_number(where, name: str, p, value, key: str):
+    """The value every layer takes (the per-layer table, drawn after the step's columns, sets some apart)."""
+    base = value if not isinstance(value, dict) else methods_default(name)
+    return (_float_widget if p.kind == "per_layer_float" else _int_widget)(where, name, p, base, key)
+
+
+def _per_layer_table(name: str, p, value, one, key: str, layer_names: list[str]):
+    """A per-layer table (the paper sets targets per layer); returns a number or {layer: number}."""
+    where = st
     per_layer = value if isinstance(value, dict) else {}
-    default = p_default = methods_default(name)
-    base = value if not isinstance(value, dict) else p_default
-    one = (_float_widget if p.kind == "per_layer_float" else _int_widget)(where, name, p, base, key)
     if not layer_names:
         if per_layer:
-            where.caption(f"Per layer: {', '.join(f'{k} {v:g}' for k, v in per_layer.items())}; other layers "
-                          f"{default:g}.")
+            where.caption(f"{_label(name, p)} per layer: {', '.join(f'{k} {v:g}' for k, v in per_layer.items())}; "
+                          f"other layers {one:g}. Pick a trained baseline to edit them in a table.")
         return per_layer or one
     import pandas as pd
 
@@ -253,7 +259,7 @@ def _param_widget(where, step: dict, uid: int, name: str, p, layer_names, layer_
         return where.selectbox(_label(name, p), opts, index=opts.index(value) if value in opts else 0, key=key,
                                help=p.help)
     if p.kind in ("per_layer_float", "per_layer_int"):
-        return _per_layer_widget(where, name, p, value, key, layer_names)
+        return _per_layer_number(where, name, p, value, key)
     if p.kind == "pair":
         return _pair_widget(where, name, p, value, key)
     if p.kind == "layers":
@@ -281,12 +287,20 @@ def _step_editor(i: int, step: dict, n: int, layer_names, layer_types, steps_per
         advanced = [(k, p) for k, p in declared.items() if p.advanced and k != "preserve"]
         cols = st.columns(2)
         shown = 0
+        per_layer = []
         for name, p in main:
-            if not _relevant(step, p):
+            if not _relevant(step, p) or p.kind == "layers":
                 continue
-            where = st if p.kind in ("layers", "per_layer_float", "per_layer_int") else cols[shown % 2]
-            step[name] = _param_widget(where, step, uid, name, p, layer_names, layer_types)
-            shown += where is not st
+            before = step.get(name)
+            step[name] = _param_widget(cols[shown % 2], step, uid, name, p, layer_names, layer_types)
+            shown += 1
+            if p.kind in ("per_layer_float", "per_layer_int"):
+                per_layer.append((name, p, before))
+        for name, p, before in per_layer:
+            step[name] = _per_layer_table(name, p, before, step[name], f"s{uid}_{name}", layer_names)
+        for name, p in main:
+            if p.kind == "layers":
+                step[name] = _param_widget(st, step, uid, name, p, layer_names, layer_types)
         with st.expander("Advanced: schedule steps, learning-rate schedule, weight decay"):
             acols = st.columns(2)
             shown = 0

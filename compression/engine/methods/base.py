@@ -44,6 +44,7 @@ class Param:
     enum: type[StrEnum] | None = None
     advanced: bool = False  # shown folded away in the dashboard
     show_if: tuple[str, str] | None = None  # (field, value): relevant only then (e.g. schedule)
+    label: str = ""  # the widget's label, where the field name does not read well
 
     def bounds_text(self) -> str:
         if self.kind == "enum" and self.enum is not None:
@@ -56,6 +57,8 @@ class Param:
 
     def describe(self) -> dict:
         out: dict[str, Any] = {"kind": self.kind, "help": self.help}
+        if self.label:
+            out["label"] = self.label
         if self.unit:
             out["unit"] = self.unit
         if self.lo is not None:
@@ -289,9 +292,10 @@ class StepConfig:
     learning_rate: float = param(1e-3, "Adam's learning rate while fine-tuning", lo=0, hi=1, lo_open=True)
     lr_schedule: LrSchedule = param(LrSchedule.CONSTANT, "how the learning rate changes while fine-tuning: "
                                     "constant, cosine decay to zero, or exponential decay by decay_rate per epoch",
-                                    advanced=True)
+                                    advanced=True, label="Learning-rate schedule")
     decay_rate: float = param(0.9, "exponential schedule: the learning rate is multiplied by this every epoch",
-                              lo=0, hi=1, lo_open=True, advanced=True, show_if=("lr_schedule", "exponential"))
+                              lo=0, hi=1, lo_open=True, advanced=True, show_if=("lr_schedule", "exponential"),
+                              label="Decay per epoch")
     weight_decay: float = param(0.0, "decoupled weight decay (AdamW) while fine-tuning; 0 turns it off",
                                 lo=0, hi=0.1, advanced=True)
 

@@ -25,10 +25,12 @@ class ClusterStep(StepConfig):
 
     number_of_clusters: int | PerLayer = param(DEFAULT_CLUSTERS, "distinct values (centroids) per layer: 16 means "
                                                "4-bit indices; a number, or {layer name: number} per layer",
-                                               kind="per_layer_int", lo=2, hi=256, unit="clusters")
+                                               kind="per_layer_int", lo=2, hi=256, unit="clusters",
+                                               label="Clusters per layer")
     cluster_centroids_init: CentroidInit = param(CentroidInit.KMEANS_PLUS_PLUS, "where the centroids start: "
                                                  "kmeans_plus_plus is tfmot's recommendation; linear spreads them "
-                                                 "evenly between the smallest and largest weight")
+                                                 "evenly between the smallest and largest weight",
+                                                 label="Centroid initialisation")
     layers: LayerSelection = param(LayerSelection(), "which layers with weights to cluster", kind="layers")
     preserve: bool = param(True, "keep earlier sparsity (sparsity-preserving clustering); false only with "
                            "allow_unsafe_order, to show what is lost", advanced=True)

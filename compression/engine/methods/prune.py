@@ -26,7 +26,8 @@ class PruneStep(StepConfig):
     method = "prune"
 
     schedule: Schedule = param(Schedule.POLYNOMIAL_DECAY, "polynomial_decay raises sparsity gradually from "
-                               "initial to final; constant_sparsity holds one target from begin_step on")
+                               "initial to final; constant_sparsity holds one target from begin_step on",
+                               label="Sparsity schedule")
     initial_sparsity: float = param(0.5, "polynomial_decay: sparsity at begin_step", **SPARSITY,
                                     show_if=("schedule", "polynomial_decay"))
     final_sparsity: float | PerLayer = param(0.8, "polynomial_decay: sparsity reached at end_step; a number, or "
@@ -40,10 +41,11 @@ class PruneStep(StepConfig):
                                  "null: the end of fine-tuning", kind="int", lo=1, nullable=True, unit="steps",
                                  advanced=True, show_if=("schedule", "polynomial_decay"))
     frequency: int = param(100, "optimizer steps between mask updates (lowered, with a note, when fine-tuning "
-                           "is too short for it)", lo=1, unit="steps", advanced=True)
+                           "is too short for it)", lo=1, unit="steps", advanced=True, label="Mask update every")
     sparsity_m_by_n: tuple[int, int] | None = param(None, "structured sparsity: M zeros in every N consecutive "
                                                     "weights, e.g. [2, 4]; replaces the schedule's target",
-                                                    kind="pair", lo=1, hi=32, nullable=True)
+                                                    kind="pair", lo=1, hi=32, nullable=True,
+                                                    label="Structured sparsity (M:N)")
     layers: LayerSelection = param(LayerSelection(), "which layers with weights to prune", kind="layers")
     epochs: int = param(2, "fine-tuning epochs under the mask", lo=1, hi=1000, unit="epochs")
     # tfmot's pruning example fine-tunes with Adam's default; 1e-4 did not recover accuracy
