@@ -376,6 +376,17 @@ def load_model(path: str | Path) -> keras.Model:
 
 def adapt(model: keras.Model, ds: Dataset, source: str = "the model") -> Dataset:
     """The dataset laid out for the model, or a clear error when they cannot fit."""
+    return adapt_input(model, ds, source)[0]
+
+
+def adapt_input(model: keras.Model, ds: Dataset, source: str = "the model") -> tuple[Dataset, str]:
+    """The dataset laid out for the model, and one sentence saying what was done to its samples.
+
+    Same number of values: the samples are only laid out anew (784 vs 28x28 vs 28x28x1).
+    Images of another size: zero-padded (centred) when they are no larger than the model's
+    input, else resized bilinearly; one channel is copied to the model's three. Anything else
+    is refused with a sentence saying what the model expects.
+    """
     in_shape = model.input_shape
     if isinstance(in_shape, list):
         raise ModelLoadError(f"{source} has several inputs; only single-input classifiers are supported")
@@ -390,7 +401,53 @@ def adapt(model: keras.Model, ds: Dataset, source: str = "the model") -> Dataset
         raise ModelLoadError(
             f"{source} predicts {classes} classes but dataset {ds.name!r} has {ds.num_classes}"
         )
-    try:
-        return ds.reshaped(sample)
-    except Exception as e:
-        raise ModelLoadError(f"{source} does not fit dataset {ds.name!r}: {e}") from None
+    have = tuple(ds.input_shape)
+    if have == sample:
+        return ds, f"none: the dataset's samples already have the model's input shape {_dims(sample)}"
+    if int(np.prod(have)) == int(np.prod(sample)):
+        return ds.reshaped(sample), (f"the dataset's {_dims(have)} samples were laid out as {_dims(sample)} "
+                                     "(the same values, reshaped)")
+    images = len(have) in (2, 3) and len(sample) == 3
+    channels_in = 1 if len(have) == 2 else (have[2] if images else None)
+    if not images or channels_in not in (1, sample[2]):
+        raise ModelLoadError(
+            f"{source} does not fit dataset {ds.name!r}: it expects inputs of shape {_dims(sample)}, the samples are "
+            f"{_dims(have)}; only images can be adapted (padded or resized, one channel copied to three)")
+    H, W, C = sample
+    h, w = have[:2]
+    pad = h <= H and w <= W
+    parts = []
+    if pad:
+        top, left = (H - h) // 2, (W - w) // 2
+        parts.append(f"zero-padded to {H}x{W} ({top} pixels above, {H - h - top} below, {left} left, "
+                     f"{W - w - left} right)")
+    else:
+        parts.append(f"resized to {H}x{W} (bilinear)")
+    if channels_in != C:
+        parts.append(f"their single channel copied to {C} channels")
+    sentence = (f"the dataset's {_dims(have)} images were {' and '.join(parts)} to fit the model's input "
+                f"{_dims(sample)}; a device must do the same before calling the file")
+
+    def fit_images(x: np.ndarray) -> np.ndarray:
+        x = x.reshape((len(x), h, w, channels_in))
+        out = np.zeros((len(x), H, W, C), dtype=np.float32)
+        for start in range(0, len(x), 2048):
+            chunk = x[start:start + 2048].astype(np.float32)
+            if pad:
+                block = np.zeros((len(chunk), H, W, channels_in), dtype=np.float32)
+                block[:, top:top + h, left:left + w, :] = chunk
+            else:
+                import tensorflow as tf
+
+                block = tf.image.resize(chunk, (H, W), method="bilinear").numpy()
+            out[start:start + len(chunk)] = block if channels_in == C else np.repeat(block, C, axis=-1)
+        return out
+
+    from dataclasses import replace
+
+    adapted = replace(ds, x_train=fit_images(ds.x_train), x_val=fit_images(ds.x_val), x_test=fit_images(ds.x_test))
+    return adapted, sentence
+
+
+def _dims(shape) -> str:
+    return "x".join(str(d) for d in shape)
