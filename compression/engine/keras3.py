@@ -337,7 +337,9 @@ class Converter:
                     raise self.refuse(f"the nested model {lname} is called {len(nodes)} times; shared nested "
                                       "models cannot be converted")
                 for node_index, (refs, kwargs) in enumerate(resolved):
-                    bad = {k: v for k, v in kwargs.items() if v is not None and k not in ("mask",)}
+                    # mask=None and training=False are what a plain inference call passes
+                    bad = {k: v for k, v in kwargs.items()
+                           if v is not None and k != "mask" and not (k == "training" and v is False)}
                     if bad:
                         raise self.refuse(f"layer {lname} ({lcls}) is called with {', '.join(bad)}; "
                                           "only plain calls can be converted")
@@ -486,9 +488,13 @@ def reference_outputs(path: Path, x: np.ndarray, per_layer: bool = False, timeou
         return np.load(out_path)
 
 
+def sample_inputs_of(shape, n: int = SAMPLES, seed: int = 0) -> np.ndarray:
+    """Uniform [0, 1) samples, the same on every call (the check's inputs)."""
+    return np.random.default_rng(seed).random((n, *tuple(shape))).astype(np.float32)
+
+
 def sample_inputs(model, n: int = SAMPLES, seed: int = 0) -> np.ndarray:
-    shape = tuple(model.input_shape[1:])
-    return np.random.default_rng(seed).random((n, *shape)).astype(np.float32)
+    return sample_inputs_of(model.input_shape[1:], n, seed)
 
 
 def _differs(a: np.ndarray, b: np.ndarray) -> float:
