@@ -159,7 +159,8 @@ class _Weights:
         out = []
         for w in group.attrs.get("weight_names", []):
             w = w.decode() if isinstance(w, bytes) else str(w)
-            if w.split("/")[0] == leaf:
+            # a top-level layer owns its whole group; a nested one the names with its own in the path
+            if len(name_path) == 1 or leaf in w.split("/")[:-1]:
                 out.append(np.array(group[w]))
         return out
 
