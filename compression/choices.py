@@ -19,6 +19,8 @@ class Arch(StrEnum):
     LENET_300_100 = "lenet_300_100"
     LENET_5 = "lenet_5"
     LENET_5_CAFFE = "lenet_5_caffe"  # Han et al.'s LeNet-5: Caffe's conv 20 / conv 50 / fc 500, 431K parameters
+    RESNET_20 = "resnet_20"  # He et al.'s CIFAR ResNet-20: 3 stages of 3 basic blocks, 16/32/64 filters, BN, Add
+    MOBILENET_V2 = "mobilenet_v2"  # a narrow MobileNetV2: inverted residuals, depthwise convs, BN, ReLU6
 
 
 class Schedule(StrEnum):

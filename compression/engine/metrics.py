@@ -85,12 +85,27 @@ def layer_stats(weights: list[LayerWeights]) -> tuple[list[dict], dict]:
     return rows, summary
 
 
+# Where a layer keeps the weights methods act on: Dense and Conv*D ``kernel``, DepthwiseConv2D
+# ``depthwise_kernel``. (SeparableConv2D files from Keras 3 arrive split into these two kinds.)
+KERNEL_ATTRS = ("kernel", "depthwise_kernel")
+
+
+def kernel_of(layer):
+    """The kernel variable of a layer (unwrapping tfmot's wrappers), or None."""
+    inner = getattr(layer, "layer", layer)  # QuantizeWrapper / PruneLowMagnitude hold the layer
+    for attr in KERNEL_ATTRS:
+        kernel = getattr(inner, attr, None)
+        if kernel is not None:
+            return kernel
+    return None
+
+
 def keras_weights(model) -> list[LayerWeights]:
     """Kernels and biases of a plain or QAT Keras model, by the original layer names."""
     out = []
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)  # QuantizeWrapper holds the layer
-        kernel = getattr(inner, "kernel", None)
+        kernel = kernel_of(inner)
         if kernel is None:
             continue
         bias = getattr(inner, "bias", None)
@@ -100,13 +115,18 @@ def keras_weights(model) -> list[LayerWeights]:
 
 
 def _layer_of(tensor_name: str, names: set[str]) -> str | None:
-    first = tensor_name.split(";")[0]
-    for token in first.split("/")[1:] + first.split("/")[:1]:
-        for prefix in ("quant_", "prune_low_magnitude_", "cluster_"):
-            if token.startswith(prefix) and token[len(prefix):] in names:
-                return token[len(prefix):]
-        if token in names:
-            return token
+    """The kernel layer a TFLite tensor belongs to. The converter fuses ops and joins their names
+    with ';' (a depthwise conv folded with its batch norm and ReLU6 is
+    "m/dw_relu/Relu6;m/dw_bn/FusedBatchNormV3;m/dw/depthwise"), so every part is looked at, in
+    order, and the first that names a kernel layer wins."""
+    for part in tensor_name.split(";"):
+        tokens = part.split("/")
+        for token in tokens[1:] + tokens[:1]:
+            for prefix in ("quant_", "prune_low_magnitude_", "cluster_"):
+                if token.startswith(prefix) and token[len(prefix):] in names:
+                    return token[len(prefix):]
+            if token in names:
+                return token
     return None
 
 

@@ -3,14 +3,13 @@
 Models are tf_keras (Keras 2) models, the only kind tfmot can wrap. Loading a user's
 file never runs code from it: the config is read and checked before anything is
 deserialised, Lambda layers and unknown classes are refused, and files written by
-Keras 3 are rebuilt layer by layer as tf_keras models with their weights copied.
+Keras 3 are rebuilt as tf_keras functional models with their weights copied and their
+outputs checked against Keras 3 (compression/engine/keras3.py).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -23,38 +22,18 @@ from compression.choices import Arch
 from compression.data import Dataset
 from compression.errors import Cancelled, ModelLoadError
 from compression import modelfile
-from compression.modelfile import read_config
 
 keras = tf_keras
 layers = tf_keras.layers
-
-# Layers a Keras 3 file may hold for us to rebuild it, with the config keys we carry over.
-REBUILDABLE: dict[str, tuple[str, ...]] = {
-    "InputLayer": (),
-    "Dense": ("units", "activation", "use_bias"),
-    "Conv2D": ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups",
-               "activation", "use_bias"),
-    "MaxPooling2D": ("pool_size", "strides", "padding", "data_format"),
-    "AveragePooling2D": ("pool_size", "strides", "padding", "data_format"),
-    "GlobalAveragePooling2D": ("data_format", "keepdims"),
-    "GlobalMaxPooling2D": ("data_format", "keepdims"),
-    "Flatten": ("data_format",),
-    "Dropout": ("rate", "seed"),
-    "BatchNormalization": ("axis", "momentum", "epsilon", "center", "scale"),
-    "Activation": ("activation",),
-    "ReLU": ("max_value", "negative_slope", "threshold"),
-    "Softmax": ("axis",),
-    "Reshape": ("target_shape",),
-}
-PLAIN_ACTIVATIONS = {"relu", "relu6", "sigmoid", "softmax", "tanh", "linear", "elu", "selu", "gelu",
-                     "swish", "silu", "softplus", "softsign", "hard_sigmoid", "exponential", "leaky_relu"}
-
 
 # --- architectures -----------------------------------------------------------------------
 
 
 # Convolutional architectures: they take images with a channel axis (Dataset.with_channel_axis).
-NEEDS_CHANNEL_AXIS = frozenset({Arch.LENET_5, Arch.LENET_5_CAFFE})
+NEEDS_CHANNEL_AXIS = frozenset({Arch.LENET_5, Arch.LENET_5_CAFFE, Arch.RESNET_20, Arch.MOBILENET_V2})
+# A stride-2 step is taken only while the feature map keeps at least this many pixels a side,
+# so 8x8 digits are downsampled twice (8 -> 4 -> 2) and 28x28 MNIST three or four times.
+MIN_MAP = 2
 
 
 def needs_channel_axis(arch: Arch | str) -> bool:
@@ -100,6 +79,16 @@ def build(arch: Arch | str, input_shape: tuple[int, ...], num_classes: int, seed
         x = layers.Flatten(name="flatten")(x)
         x = layers.Dense(120, activation="relu", name="fc1")(x)
         x = layers.Dense(84, activation="relu", name="fc2")(x)
+    elif arch in (Arch.RESNET_20, Arch.MOBILENET_V2):
+        if len(input_shape) == 2:
+            x = layers.Reshape((*input_shape, 1), name="add_channel")(inputs)
+        elif len(input_shape) == 3:
+            x = inputs
+        else:
+            raise ModelLoadError(f"{arch.value} needs image inputs (H, W) or (H, W, C); this dataset has "
+                                 f"{list(input_shape)}")
+        size = min(input_shape[:2])
+        x = _resnet_20(x, size) if arch == Arch.RESNET_20 else _mobilenet_v2(x, size)
     else:
         x = layers.Flatten(name="flatten")(inputs)
         widths = [300, 100] if arch == Arch.LENET_300_100 else [512, 512, 256, 256, 128, 128, 64, 64, 32, 32]
@@ -107,6 +96,75 @@ def build(arch: Arch | str, input_shape: tuple[int, ...], num_classes: int, seed
             x = layers.Dense(w, activation="relu", name=f"fc{i}")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="output")(x)
     return keras.Model(inputs, outputs, name=arch.value)
+
+
+def _stride(size: int, wanted: int) -> int:
+    """``wanted`` (2) unless it would shrink the map below MIN_MAP pixels a side."""
+    return wanted if wanted > 1 and -(-size // wanted) >= MIN_MAP and size > MIN_MAP else 1
+
+
+def _resnet_20(x, size: int):
+    """ResNet-20 for small images (He et al. 2016, section 4.2): a 3x3 conv, then 3 stages of 3 basic
+    blocks (conv-BN-ReLU-conv-BN plus the shortcut, then ReLU) with 16, 32 and 64 filters; a stage
+    that halves the map uses a 1x1 conv + BN shortcut. About 272K parameters with 10 classes."""
+    x = layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for stage, filters in enumerate((16, 32, 64), 1):
+        for block in range(1, 4):
+            p = f"s{stage}b{block}"
+            stride = _stride(size, 2) if stage > 1 and block == 1 else 1
+            size = -(-size // stride)
+            shortcut = x
+            y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{p}_conv1")(x)
+            y = layers.BatchNormalization(name=f"{p}_bn1")(y)
+            y = layers.ReLU(name=f"{p}_relu1")(y)
+            y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{p}_conv2")(y)
+            y = layers.BatchNormalization(name=f"{p}_bn2")(y)
+            if stride != 1 or shortcut.shape[-1] != filters:
+                shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{p}_proj")(shortcut)
+                shortcut = layers.BatchNormalization(name=f"{p}_proj_bn")(shortcut)
+            x = layers.Add(name=f"{p}_add")([shortcut, y])
+            x = layers.ReLU(name=f"{p}_relu2")(x)
+    return layers.GlobalAveragePooling2D(name="pool")(x)
+
+
+# (expansion, output channels, repeats, stride) of a narrow MobileNetV2 (Sandler et al. 2018, Table 2,
+# with fewer and narrower stages so it trains in the studio).
+MOBILENET_V2_BLOCKS = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 2, 2))
+
+
+def _mobilenet_v2(x, size: int):
+    """Stem conv, inverted residual blocks (1x1 expand, BN, ReLU6, 3x3 depthwise, BN, ReLU6, 1x1
+    linear projection, BN, Add when shapes allow), a 1x1 conv to 128 channels and global pooling."""
+    stride = _stride(size, 2) if size >= 24 else 1
+    size = -(-size // stride)
+    x = layers.Conv2D(16, 3, strides=stride, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(6.0, name="stem_relu")(x)
+    i = 0
+    for t, c, n, s in MOBILENET_V2_BLOCKS:
+        for r in range(n):
+            i += 1
+            p = f"block{i}"
+            stride = _stride(size, s) if r == 0 else 1
+            size = -(-size // stride)
+            inp, channels = x, int(x.shape[-1])
+            if t != 1:
+                x = layers.Conv2D(channels * t, 1, use_bias=False, name=f"{p}_expand")(x)
+                x = layers.BatchNormalization(name=f"{p}_expand_bn")(x)
+                x = layers.ReLU(6.0, name=f"{p}_expand_relu")(x)
+            x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{p}_dw")(x)
+            x = layers.BatchNormalization(name=f"{p}_dw_bn")(x)
+            x = layers.ReLU(6.0, name=f"{p}_dw_relu")(x)
+            x = layers.Conv2D(c, 1, use_bias=False, name=f"{p}_project")(x)
+            x = layers.BatchNormalization(name=f"{p}_project_bn")(x)
+            if stride == 1 and channels == c:
+                x = layers.Add(name=f"{p}_add")([inp, x])
+    x = layers.Conv2D(128, 1, use_bias=False, name="head_conv")(x)
+    x = layers.BatchNormalization(name="head_bn")(x)
+    x = layers.ReLU(6.0, name="head_relu")(x)
+    return layers.GlobalAveragePooling2D(name="pool")(x)
 
 
 # --- training ------------------------------------------------------------------------------
@@ -303,7 +361,9 @@ def load_model(path: str | Path) -> keras.Model:
     path = Path(path)
     info = inspect_model_file(path)
     if info["keras_version"].startswith("3"):
-        return _rebuild_keras3(path)
+        from compression.engine import keras3
+
+        return keras3.convert(path)
     try:
         if path.suffix.lower() == ".keras":
             model = tf_keras.models.load_model(str(path), compile=False, safe_mode=True)
@@ -320,112 +380,22 @@ def load_model(path: str | Path) -> keras.Model:
     return model
 
 
-# --- Keras 3 files ------------------------------------------------------------------------------
-
-
-def _plain(value, where: str):
-    """Keras 3 wraps some values in {'class_name': ..., 'config': ...}; keep only plain ones."""
-    if isinstance(value, dict):
-        raise ModelLoadError(f"{where} uses a custom object, which cannot be converted")
-    return value
-
-
-def _tf_keras_layer(cfg: dict, file_name: str):
-    cls = cfg["class_name"]
-    c = cfg.get("config", {})
-    if cls not in REBUILDABLE:
-        raise ModelLoadError(
-            f"{file_name} was saved by Keras 3 and has a {cls} layer; only these layers can be converted to "
-            f"Keras 2: {', '.join(sorted(REBUILDABLE))}"
-        )
-    kwargs = {"name": c.get("name")}
-    for key in REBUILDABLE[cls]:
-        if key in c and c[key] is not None:
-            value = c[key]
-            if key == "activation":
-                if isinstance(value, dict) or value not in PLAIN_ACTIVATIONS:
-                    raise ModelLoadError(f"{file_name}: layer {c.get('name')} has a custom activation {value!r}")
-            kwargs[key] = _plain(value, f"{file_name}: layer {c.get('name')}.{key}")
-    if cls == "ReLU" and "negative_slope" in kwargs:
-        kwargs["negative_slope"] = float(kwargs["negative_slope"])
-    return getattr(tf_keras.layers, cls)(**kwargs)
-
-
-def _keras3_weights(path: Path) -> dict[str, list[np.ndarray]]:
-    """Weights by layer name, in each layer's own order."""
-    import io
-
-    import h5py
-
-    out: dict[str, list[np.ndarray]] = {}
-    if path.suffix.lower() == ".keras":
-        with zipfile.ZipFile(path) as z:
-            blob = z.read("model.weights.h5")
-        with h5py.File(io.BytesIO(blob), "r") as f:
-            group = f.get("layers")
-            if group is None:
-                return out
-            for name in group:
-                vars_ = group[name].get("vars")
-                if vars_ is not None:
-                    out[name] = [np.array(vars_[k]) for k in sorted(vars_, key=int)]
-        return out
-    with h5py.File(path, "r") as f:
-        mw = f["model_weights"] if "model_weights" in f else f
-        for name in mw.attrs.get("layer_names", []):
-            name = name.decode() if isinstance(name, bytes) else name
-            g = mw[name]
-            wn = [w.decode() if isinstance(w, bytes) else w for w in g.attrs.get("weight_names", [])]
-            if wn:
-                out[name] = [np.array(g[w]) for w in wn]
-    return out
-
-
-def _rebuild_keras3(path: Path) -> keras.Model:
-    config, _ = read_config(path)
-    layer_cfgs = config.get("config", {}).get("layers", [])
-    if config.get("class_name") == "Functional":
-        # Accept a plain chain of layers: each takes the previous one's output.
-        names = [lc.get("config", {}).get("name") for lc in layer_cfgs]
-        for i, lc in enumerate(layer_cfgs[1:], 1):
-            inbound = json.dumps(lc.get("inbound_nodes", []))
-            if names[i - 1] not in inbound or any(n in inbound for n in names[: i - 1] if n):
-                raise ModelLoadError(
-                    f"{path.name} was saved by Keras 3 with branches; only a plain chain of layers can be converted"
-                )
-    input_shape = None
-    built = []
-    for lc in layer_cfgs:
-        if lc.get("class_name") == "InputLayer":
-            c = lc.get("config", {})
-            shape = c.get("batch_shape") or c.get("batch_input_shape")
-            input_shape = tuple(shape[1:]) if shape else None
-            continue
-        built.append(_tf_keras_layer(lc, path.name))
-    if input_shape is None:
-        build_cfg = (layer_cfgs[0].get("build_config") or {}) if layer_cfgs else {}
-        shape = build_cfg.get("input_shape")
-        if not shape:
-            raise ModelLoadError(f"{path.name} does not say its input shape")
-        input_shape = tuple(shape[1:])
-    model = tf_keras.Sequential([tf_keras.Input(shape=input_shape), *built], name=config.get("config", {}).get("name"))
-    weights = _keras3_weights(path)
-    for layer in model.layers:
-        expected = layer.get_weights()
-        if not expected:
-            continue
-        got = weights.get(layer.name)
-        if got is None or len(got) != len(expected) or any(a.shape != b.shape for a, b in zip(got, expected)):
-            raise ModelLoadError(f"{path.name}: the weights of layer {layer.name} do not match its config")
-        layer.set_weights(got)
-    return model
-
-
 # --- fitting a model to a dataset ---------------------------------------------------------------
 
 
 def adapt(model: keras.Model, ds: Dataset, source: str = "the model") -> Dataset:
     """The dataset laid out for the model, or a clear error when they cannot fit."""
+    return adapt_input(model, ds, source)[0]
+
+
+def adapt_input(model: keras.Model, ds: Dataset, source: str = "the model") -> tuple[Dataset, str]:
+    """The dataset laid out for the model, and one sentence saying what was done to its samples.
+
+    Same number of values: the samples are only laid out anew (784 vs 28x28 vs 28x28x1).
+    Images of another size: zero-padded (centred) when they are no larger than the model's
+    input, else resized bilinearly; one channel is copied to the model's three. Anything else
+    is refused with a sentence saying what the model expects.
+    """
     in_shape = model.input_shape
     if isinstance(in_shape, list):
         raise ModelLoadError(f"{source} has several inputs; only single-input classifiers are supported")
@@ -440,7 +410,53 @@ def adapt(model: keras.Model, ds: Dataset, source: str = "the model") -> Dataset
         raise ModelLoadError(
             f"{source} predicts {classes} classes but dataset {ds.name!r} has {ds.num_classes}"
         )
-    try:
-        return ds.reshaped(sample)
-    except Exception as e:
-        raise ModelLoadError(f"{source} does not fit dataset {ds.name!r}: {e}") from None
+    have = tuple(ds.input_shape)
+    if have == sample:
+        return ds, f"none: the dataset's samples already have the model's input shape {_dims(sample)}"
+    if int(np.prod(have)) == int(np.prod(sample)):
+        return ds.reshaped(sample), (f"the dataset's {_dims(have)} samples were laid out as {_dims(sample)} "
+                                     "(the same values, reshaped)")
+    images = len(have) in (2, 3) and len(sample) == 3
+    channels_in = 1 if len(have) == 2 else (have[2] if images else None)
+    if not images or channels_in not in (1, sample[2]):
+        raise ModelLoadError(
+            f"{source} does not fit dataset {ds.name!r}: it expects inputs of shape {_dims(sample)}, the samples are "
+            f"{_dims(have)}; only images can be adapted (padded or resized, one channel copied to three)")
+    H, W, C = sample
+    h, w = have[:2]
+    pad = h <= H and w <= W
+    parts = []
+    if pad:
+        top, left = (H - h) // 2, (W - w) // 2
+        parts.append(f"zero-padded to {H}x{W} ({top} pixels above, {H - h - top} below, {left} left, "
+                     f"{W - w - left} right)")
+    else:
+        parts.append(f"resized to {H}x{W} (bilinear)")
+    if channels_in != C:
+        parts.append(f"their single channel copied to {C} channels")
+    sentence = (f"the dataset's {_dims(have)} images were {' and '.join(parts)} to fit the model's input "
+                f"{_dims(sample)}; a device must do the same before calling the file")
+
+    def fit_images(x: np.ndarray) -> np.ndarray:
+        x = x.reshape((len(x), h, w, channels_in))
+        out = np.zeros((len(x), H, W, C), dtype=np.float32)
+        for start in range(0, len(x), 2048):
+            chunk = x[start:start + 2048].astype(np.float32)
+            if pad:
+                block = np.zeros((len(chunk), H, W, channels_in), dtype=np.float32)
+                block[:, top:top + h, left:left + w, :] = chunk
+            else:
+                import tensorflow as tf
+
+                block = tf.image.resize(chunk, (H, W), method="bilinear").numpy()
+            out[start:start + len(chunk)] = block if channels_in == C else np.repeat(block, C, axis=-1)
+        return out
+
+    from dataclasses import replace
+
+    adapted = replace(ds, x_train=fit_images(ds.x_train), x_val=fit_images(ds.x_val), x_test=fit_images(ds.x_test))
+    return adapted, sentence
+
+
+def _dims(shape) -> str:
+    return "x".join(str(d) for d in shape)

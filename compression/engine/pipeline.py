@@ -104,18 +104,21 @@ INIT_WEIGHTS = "baseline_init.npz"  # the trained baseline's weights before trai
 
 
 def _baseline(recipe: Recipe, ds: data.Dataset, tracker: Tracker):
-    """The baseline model, the dataset laid out for it, where it came from, and its initial
-    (untrained) weights where they are known."""
+    """The baseline model, the dataset laid out for it, where it came from, its initial
+    (untrained) weights where they are known, and a sentence saying how the dataset's samples
+    were adapted to the model's input (models.adapt_input)."""
     b = recipe.baseline
     if b.path is not None:
         model = models.load_model(b.path)
-        ds = models.adapt(model, ds, Path(b.path).name)
-        return model, ds, "loaded", _initial_weights_beside(Path(b.path), model)
+        ds, adaptation = models.adapt_input(model, ds, Path(b.path).name)
+        return model, ds, "loaded", _initial_weights_beside(Path(b.path), model), adaptation
     ds_b = ds.with_channel_axis() if models.needs_channel_axis(b.arch) else ds
     model = models.build(b.arch, ds_b.input_shape, ds_b.num_classes, b.seed)
     initial = [w.copy() for w in model.get_weights()]
     models.fit(model, ds_b, **b.training(), report=tracker.batch_report())
-    return model, ds_b, "trained", initial
+    adaptation = ("none: the model was built for the dataset's samples"
+                  + (" (a channel axis added)" if ds_b.input_shape != ds.input_shape else ""))
+    return model, ds_b, "trained", initial, adaptation
 
 
 def _initial_weights_beside(path: Path, model) -> list | None:
@@ -197,7 +200,7 @@ def studio_input_scale(recipe: Recipe, ds: data.Dataset, source: str) -> float |
     return scale if isinstance(baseline, dict) and baseline.get("arch") else None
 
 
-def input_contract(ds: data.Dataset, source: str, raw_scale: float | None) -> dict:
+def input_contract(ds: data.Dataset, source: str, raw_scale: float | None, adaptation: str | None = None) -> dict:
     """What the exported file expects and gives, for the Results page and MODEL.md."""
     if raw_scale:
         scaling = (f"raw {ds.name} pixel values (0 to {raw_scale:g}), as an image file gives them: the file "
@@ -213,7 +216,8 @@ def input_contract(ds: data.Dataset, source: str, raw_scale: float | None) -> di
     return {"shape": [1, *ds.input_shape], "dtype": "float32", "value_range": value_range, "scaling": scaling,
             "raw_scale": raw_scale,  # set: the file takes raw values (the loaders' [0, 1] times this)
             "output": f"{ds.num_classes} class scores per sample; the predicted class is the largest",
-            "class_names": list(ds.class_names)}
+            "class_names": list(ds.class_names),
+            "adaptation": adaptation or "none"}
 
 
 def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progress | None, t_start: float) -> dict:
@@ -230,7 +234,7 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
     t0 = time.perf_counter()
     tracker.begin("baseline", 0)
     tf_keras.utils.set_random_seed(seed)
-    baseline, ds, source, initial = _baseline(recipe, ds, tracker)
+    baseline, ds, source, initial, adaptation = _baseline(recipe, ds, tracker)
     kernel_names = [lw.name for lw in metrics.keras_weights(baseline)]
     if not kernel_names:
         raise ModelLoadError("the baseline has no layer with weights (Dense or Conv2D) to compress")
@@ -245,7 +249,7 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
     report = {
         "recipe": recipe.to_dict(),
         "dataset": ds.info(),
-        "input": input_contract(ds, source, raw_scale := studio_input_scale(recipe, ds, source)),
+        "input": input_contract(ds, source, raw_scale := studio_input_scale(recipe, ds, source), adaptation),
         "baseline": {"metrics": base_m.metrics, "architecture": models.architecture_table(baseline),
                      "wall_s": round(time.perf_counter() - t0, 3), "source": source},
         "stages": [],

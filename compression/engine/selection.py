@@ -8,8 +8,10 @@ from compression.engine.methods.base import LayerSelection
 
 
 def weight_layers(model) -> list:
-    """Layers with a kernel (Dense, Conv2D, ...), in model order: the ones methods act on."""
-    return [layer for layer in model.layers if getattr(layer, "kernel", None) is not None]
+    """Layers with a kernel (Dense, Conv2D, DepthwiseConv2D ...), in model order: the ones methods act on."""
+    from compression.engine.metrics import kernel_of
+
+    return [layer for layer in model.layers if kernel_of(layer) is not None]
 
 
 def select(model, selection: LayerSelection, where: str = "layers") -> set[str]:

@@ -96,12 +96,24 @@ class Cluster(Method):
         names = select(base, step.layers, f"{ctx.where}.layers")
         if isinstance(step.number_of_clusters, PerLayer):
             check_layer_map(base, step.number_of_clusters.as_dict(), f"{ctx.where}.number_of_clusters")
+        from compression.engine.metrics import kernel_of
+        from compression.engine.methods.prune import skipped_layers
+
+        skipped = skipped_layers(base, names, "cluster")
         notes = []
+        if skipped:
+            names = names - set(skipped)
+            notes.append("not clustered: " + "; ".join(f"{n} ({why})" for n, why in skipped.items()))
         for layer in base.layers:
-            kernel = getattr(layer, "kernel", None)
+            kernel = kernel_of(layer)
             if layer.name in names and kernel is not None and int(kernel.shape.num_elements()) < step.clusters_for(layer.name):
                 names = names - {layer.name}
                 notes.append(f"{layer.name} skipped: it has fewer weights than {step.clusters_for(layer.name)} clusters")
+                skipped[layer.name] = f"fewer weights than {step.clusters_for(layer.name)} clusters"
+        if not names:
+            from compression.errors import RecipeError
+
+            raise RecipeError(f"{ctx.where}.layers", "selects no layer tfmot can cluster")
 
         def wrap(layer):
             if layer.name not in names:
@@ -111,21 +123,34 @@ class Cluster(Method):
                 params["preserve_sparsity"] = True
             return clustering.cluster_weights(layer, **params)
 
+        # Layers left unclustered are held still while the others fine-tune, so pruned zeros in them stay zero.
+        frozen = [layer for layer in base.layers if layer.name in skipped and layer.trainable]
+        for layer in frozen:
+            layer.trainable = False
+        if frozen:
+            notes.append(f"{len(frozen)} unclustered layer(s) held unchanged while fine-tuning, so their zeros stay")
         wrapped = tf_keras.models.clone_model(base, clone_function=wrap)
         fit(wrapped, ds, **step.training(), report=ctx.report, from_logits=not outputs_probabilities(base))
         out = clustering.strip_clustering(wrapped)
-        return StepResult(out, notes, self._stats(out, step, names))
+        for layer in out.layers:
+            if layer.name in {f.name for f in frozen}:
+                layer.trainable = True
+        stats = self._stats(out, step, names)
+        for name, why in skipped.items():
+            stats["number_of_clusters"]["per_layer"][name] = {"skipped": why}
+        return StepResult(out, notes, stats)
 
     @staticmethod
     def _stats(model, step: ClusterStep, names: set[str]) -> dict:
         import numpy as np
 
+        from compression.engine.metrics import kernel_of
         from compression.engine.selection import weight_layers
 
         per_layer = {}
         for layer in weight_layers(model):
             if layer.name in names:
-                k = layer.kernel.numpy()
+                k = kernel_of(layer).numpy()
                 # distinct nonzero values: the centroids in use (pruned zeros are kept apart)
                 per_layer[layer.name] = {"target": step.clusters_for(layer.name),
                                          "achieved": int(np.unique(k[k != 0]).size)}

@@ -200,30 +200,47 @@ class Prune(Method):
                                             step.target_for(layer), begin_step=plan.begin_step,
                                             end_step=plan.end_step, frequency=plan.frequency)
 
+        notes = list(plan.notes)
+        skipped = skipped_layers(base, names, "prune")
+        if skipped:
+            names = names - set(skipped)
+            notes.append("not pruned: " + "; ".join(f"{n} ({why})" for n, why in skipped.items()))
+            if not names:
+                raise RecipeError(f"{ctx.where}.layers", "selects no layer tfmot can prune")
+        prunable_dw = _prunable_depthwise(sparsity, tf_keras)
+
         def wrap(layer):
             if layer.name not in names:
                 return layer
             kwargs = {"pruning_schedule": schedule_for(layer.name)}
             if step.sparsity_m_by_n:
                 kwargs["sparsity_m_by_n"] = tuple(step.sparsity_m_by_n)
+            if type(layer) is tf_keras.layers.DepthwiseConv2D:
+                layer = _twin(layer, prunable_dw)
             return sparsity.prune_low_magnitude(layer, **kwargs)
 
         wrapped = tf_keras.models.clone_model(base, clone_function=wrap)
         fit(wrapped, ds, **step.training(), report=ctx.report, from_logits=not outputs_probabilities(base),
             callbacks=[sparsity.UpdatePruningStep()])
         pruned = sparsity.strip_pruning(wrapped)
-        return StepResult(pruned, list(plan.notes), self._stats(pruned, step, names))
+        if any(isinstance(layer, prunable_dw) for layer in pruned.layers):
+            pruned = _plain_depthwise(pruned, prunable_dw, tf_keras)
+        stats = self._stats(pruned, step, names)
+        for name, why in skipped.items():
+            stats[next(iter(stats))]["per_layer"][name] = {"skipped": why}
+        return StepResult(pruned, notes, stats)
 
     @staticmethod
     def _stats(model, step: PruneStep, names: set[str]) -> dict:
         import numpy as np
 
+        from compression.engine.metrics import kernel_of
         from compression.engine.selection import weight_layers
 
         per_layer = {}
         for layer in weight_layers(model):
             if layer.name in names:
-                k = layer.kernel.numpy()
+                k = kernel_of(layer).numpy()
                 per_layer[layer.name] = {"target": round(step.target_for(layer.name), 6),
                                          "achieved": round(float(1 - np.count_nonzero(k) / k.size), 6)}
         key = "sparsity_m_by_n" if step.sparsity_m_by_n else (
@@ -231,6 +248,67 @@ class Prune(Method):
         achieved = [v["achieved"] for v in per_layer.values()]
         return {key: {"target": round(step.target, 6), "achieved": round(min(achieved), 6) if achieved else None,
                       "per_layer": per_layer}}
+
+
+def skipped_layers(model, names: set[str], method: str) -> dict[str, str]:
+    """Selected layers tfmot's registry leaves alone, with the reason, in model order.
+
+    tfmot 0.8.1 lists DepthwiseConv2D with no prunable or clusterable weights; pruning here
+    prunes its depthwise kernel anyway (as a tfmot PrunableLayer), clustering skips it."""
+    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import (
+        ClusteringRegistry,
+    )
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+
+    registry = PruneRegistry if method == "prune" else ClusteringRegistry
+    out = {}
+    for layer in model.layers:
+        if layer.name not in names:
+            continue
+        cls = layer.__class__.__name__
+        if method == "prune" and cls == "DepthwiseConv2D":
+            continue
+        weights = registry._LAYERS_WEIGHTS_MAP.get(layer.__class__)
+        if weights is None and not registry.supports(layer):
+            out[layer.name] = f"tfmot cannot {method} a {cls} layer"
+        elif weights == []:
+            why = " (tfmot: unrecoverable accuracy loss)" if method == "cluster" and cls == "DepthwiseConv2D" else ""
+            out[layer.name] = f"tfmot does not {method} {cls} kernels{why}"
+    return out
+
+
+def _prunable_depthwise(sparsity, tf_keras):
+    """DepthwiseConv2D as a tfmot PrunableLayer whose prunable weight is its depthwise kernel."""
+
+    class PrunableDepthwiseConv2D(tf_keras.layers.DepthwiseConv2D, sparsity.PrunableLayer):
+        def get_prunable_weights(self):
+            return [self.depthwise_kernel]
+
+    return PrunableDepthwiseConv2D
+
+
+def _twin(layer, cls):
+    """A copy of ``layer`` as class ``cls`` (same config), with its weights."""
+    twin = cls.from_config(layer.get_config())
+    twin.build(layer.input_shape)
+    twin.set_weights(layer.get_weights())
+    return twin
+
+
+def _plain_depthwise(model, prunable_cls, tf_keras):
+    """The model with every PrunableDepthwiseConv2D back as a plain DepthwiseConv2D (saveable, loadable)."""
+    made = {}
+
+    def back(layer):
+        if isinstance(layer, prunable_cls):
+            made[layer.name] = (tf_keras.layers.DepthwiseConv2D.from_config(layer.get_config()), layer)
+            return made[layer.name][0]
+        return layer
+
+    out = tf_keras.models.clone_model(model, clone_function=back)
+    for plain, old in made.values():
+        plain.set_weights(old.get_weights())
+    return out
 
 
 METHOD = Prune()
