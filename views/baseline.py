@@ -14,6 +14,9 @@ ARCH_HELP = {
     "dense_redundant": "a deliberately over-sized dense network: prunes and clusters well",
     "lenet_300_100": "the classic 300-100 dense LeNet",
     "lenet_5": "the small convolutional LeNet-5",
+    "lenet_5_caffe": "Deep Compression's LeNet-5 (431k parameters; images of at least 16×16, e.g. MNIST)",
+    "resnet_20": "a small ResNet: residual blocks with batch norm (273k parameters)",
+    "mobilenet_v2": "a narrow MobileNetV2: inverted residuals, depthwise convolutions, ReLU6 (91k parameters)",
 }
 UPLOAD_CHOICE = "uploaded .npz file"
 
