@@ -26,6 +26,10 @@ from compression.engine.methods.base import (
 from compression.errors import RecipeError
 
 MAX_SEED = 2**32 - 1
+# Architectures whose stride and pooling need images this large (two 5x5 valid convolutions and pools).
+MIN_IMAGE_SIDE = {Arch.LENET_5_CAFFE: 16}
+DATASET_IMAGE_SIDE = {DatasetName.DIGITS: 8, DatasetName.MNIST: 28, DatasetName.FASHION_MNIST: 28,
+                      DatasetName.CIFAR10: 32}
 
 RECIPE_VERSION = 1
 
@@ -221,6 +225,12 @@ class Recipe:
         rules live in ordering.plan."""
         for i, step in enumerate(self.steps):
             methods.get(step.method, f"steps[{i}].method").check_recipe(step, self, f"steps[{i}]")
+        side = MIN_IMAGE_SIDE.get(self.baseline.arch)
+        known = DATASET_IMAGE_SIDE.get(self.dataset.name) if self.dataset.name else None
+        if side and known and known < side:
+            raise RecipeError("baseline.arch", f"{self.baseline.arch.value} needs images of at least {side}×{side}; "
+                                               f"{self.dataset.name.value} has {known}×{known}: choose mnist or "
+                                               "fashion_mnist, or another architecture")
         from compression.ordering import plan  # late import: ordering imports this module
 
         plan(self)

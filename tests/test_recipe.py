@@ -217,3 +217,9 @@ def test_learning_rate_schedules_are_choices_with_defaults_unchanged():
 
 def test_seeds_are_bounded_where_libraries_would_fail_later():
     assert error_of({**BASE, "baseline": {"arch": "lenet_300_100", "seed": 2**40}}).startswith("baseline.seed:")
+
+
+def test_an_architecture_too_big_for_the_datasets_images_is_refused_before_running():
+    message = error_of({"dataset": "digits", "baseline": {"arch": "lenet_5_caffe"}})
+    assert message.startswith("baseline.arch: lenet_5_caffe needs images of at least 16×16; digits has 8×8")
+    assert Recipe.from_dict({"dataset": "mnist", "baseline": {"arch": "lenet_5_caffe"}}).baseline.arch == "lenet_5_caffe"
