@@ -137,9 +137,10 @@ class Baseline:
         d["lr_schedule"] = self.lr_schedule.value
         if self.path is None:
             d.pop("path")
-        else:
-            d.pop("arch")
-        return d
+            return d
+        # a loaded model is not trained here: its training fields would only mislead a reader
+        # (the seed stays: it seeds the steps' fine-tuning)
+        return {"path": self.path, "seed": self.seed}
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,9 @@ def test_display_tables_have_dashes_not_none(ws):
     home, jobs = ws
     table = charts.stage_table(load_run(jobs["compress"]["run_dir"]).report)
     shown = charts.stage_display(table)
-    assert len(shown.columns) == 10 and shown.iloc[-1]["keras_zip"] == "–" and shown.iloc[0]["accuracy_delta"] == "–"
+    assert len(shown.columns) == 11 and shown.iloc[-1]["keras_zip"] == "–" and shown.iloc[0]["accuracy_delta"] == "–"
+    # model.dc exists for the exported file only: a dash on every stage, bytes and a ratio on the last row
+    assert set(shown["dc"].iloc[:-1]) == {"–"} and "×" in shown.iloc[-1]["dc"]
     assert "×" in shown.iloc[1]["tflite_zip"] and "×" not in shown.iloc[0]["tflite_zip"]
     runs = [(j["name"], load_run(j["run_dir"]).report) for k, j in jobs.items() if k in ("baseline", "compress")]
     cmp = charts.compare_display(charts.compare_df(runs), ["", "⚠ at chance"])

@@ -192,7 +192,8 @@ def _per_layer_table(name: str, p, value, one, key: str, layer_names: list[str])
         return per_layer or one
     import pandas as pd
 
-    with where.expander(f"{_label(name, p)} per layer", expanded=bool(per_layer)):
+    title = _label(name, p) if _label(name, p).endswith("per layer") else f"{_label(name, p)} per layer"
+    with where.expander(f"{title}: set layers apart", expanded=bool(per_layer)):
         table = pd.DataFrame({"layer": layer_names,
                               "value": [float(per_layer.get(n, one)) for n in layer_names]})
         edited = st.data_editor(table, key=f"{key}_table", hide_index=True, width="stretch",

@@ -111,13 +111,19 @@ def _downloads(run):
                        file_name=f"{slug}.zip", mime="application/zip", icon=":material/folder_zip:", key="dl_bundle",
                        width="stretch", help="the TFLite file with labels.txt (one class per line), MODEL.md (input, "
                                              "accuracy per class, how it was made) and the recipe")
-    c1, c2, c3 = st.columns(3)
+    dc = run.artifact("dc")
+    if dc is not None:
+        st.download_button("model.dc (Deep Compression container)", path_bytes(dc), file_name=f"{slug}.dc",
+                           mime="application/octet-stream", icon=":material/download:", key="dl_dc", width="stretch",
+                           help="the same TFLite file, losslessly packed as in Deep Compression; restore it with "
+                                "python -m compression unpack FILE.dc --out model.tflite")
+    c1, c2 = st.columns(2)
     c1.download_button("Keras model", path_bytes(keras) or b"", file_name=f"{slug}.keras", disabled=keras is None,
-                       mime="application/octet-stream", icon=":material/download:", key="dl_keras")
+                       mime="application/octet-stream", icon=":material/download:", key="dl_keras", width="stretch")
     c2.download_button("report.json", path_bytes(rep) or json.dumps(run.report, indent=2), file_name=f"{slug}-report.json",
-                       mime="application/json", icon=":material/download:", key="dl_report")
-    c3.download_button("Recipe (JSON)", json.dumps(run.recipe or {}, indent=2), file_name=f"{slug}-recipe.json",
-                       mime="application/json", icon=":material/download:", key="dl_recipe")
+                       mime="application/json", icon=":material/download:", key="dl_report", width="stretch")
+    st.download_button("Recipe (JSON)", json.dumps(run.recipe or {}, indent=2), file_name=f"{slug}-recipe.json",
+                       mime="application/json", icon=":material/download:", key="dl_recipe", width="stretch")
     _html_download(run, slug)
     if keras is not None and (run.recipe or {}).get("steps") and any(
             s.get("method") == "quantize" for s in run.recipe["steps"]):

@@ -210,8 +210,9 @@ def input_contract(ds: data.Dataset, source: str, raw_scale: float | None, adapt
         scaling = "the values of the dataset as given (no scaling by the studio)"
         value_range = [float(np.min(ds.x_test)), float(np.max(ds.x_test))] if len(ds.x_test) else None
     else:
-        scaling = ("the model's own input contract: the studio fed it the dataset's values as they are "
-                   "(uint8 images divided by 255)")
+        scaling = ("the model's own input contract: the studio fed it the dataset as its loader gives it "
+                   f"(values {float(np.min(ds.x_test)):g} to {float(np.max(ds.x_test)):g})" if len(ds.x_test) else
+                   "the model's own input contract")
         value_range = [float(np.min(ds.x_test)), float(np.max(ds.x_test))] if len(ds.x_test) else None
     return {"shape": [1, *ds.input_shape], "dtype": "float32", "value_range": value_range, "scaling": scaling,
             "raw_scale": raw_scale,  # set: the file takes raw values (the loaders' [0, 1] times this)

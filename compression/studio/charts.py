@@ -24,7 +24,7 @@ SHIFT_THRESHOLD = 0.02  # a per-class recall change below this is noise, not a s
 
 STAGE_COLORS = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#bab0ac"]
 MEASURE_LABELS = {"keras_zip_bytes": "Keras zip", "tflite_bytes": "TFLite", "tflite_zip_bytes": "TFLite zip",
-                  "dc_bytes": "Deep Compression"}
+                  "dc_bytes": "model.dc"}
 MEASURE_COLORS = ["#9ecae9", "#4c78a8", "#f58518", "#54a24b"]
 VARIANT_LABELS = {  # short, for stage labels: "3 quantize (PCQAT)"
     "sparsity_preserving_cluster": "sparsity-preserving", "qat": "QAT", "pqat": "PQAT", "cqat": "CQAT",
