@@ -306,8 +306,14 @@ def main():
         st.caption("weight bits and index bits: per kept weight, after Huffman coding; ratio: the layer's raw bytes "
                    "over its bytes in model.dc. – : does not apply (the rest of the file has no weights).")
     sp = charts.sparsity_df(run.report)
-    if not sp.empty:
+    compressed = bool(run.report.get("stages"))
+    if not sp.empty and compressed:
         st.altair_chart(charts.sparsity_chart(sp), width="stretch")
+    if not compressed:
+        st.info("A baseline-only run: no compression step, so nothing to compare per class. Compress it on the "
+                "Pipeline page, then its Results show what each step cost, class by class.")
+        _try_it(run, job)
+        return
 
     st.subheader("Who pays for it: per-class recall")
     rec = charts.recall_df(run.report, run.predictions)
@@ -337,8 +343,8 @@ def main():
         flips = charts.flip_counts(run.predictions)
         st.caption(f"{flips['changed']} of {flips['total']} test samples changed their prediction "
                    f"({flips['now_wrong']} now wrong, {flips['now_right']} now right, {flips['still_wrong']} wrong "
-                   f"either way): pruning-identified exemplars. The gallery holds {len(samples)} of them, "
-                   "those the compression broke first.")
+                   f"either way). Hooker et al. call such samples pruning-identified exemplars: the compressed "
+                   f"model forgets them first. The gallery holds {len(samples)}, the newly wrong first.")
         per_row = 8
         for start in range(0, len(shown), per_row):
             cols = st.columns(per_row)
