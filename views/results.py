@@ -11,13 +11,14 @@ from views._ui import PAGES, cached_run, jobs_or_stop, page, path_bytes, show_fi
 
 DASH_HELP = "A dash means the figure does not exist for that row: the exported TFLite file has no Keras file."
 STAGE_COLUMNS = {  # keys: compression.studio.charts.stage_display columns
-    "stage": st.column_config.TextColumn("Stage", width="medium", pinned=True),
+    "stage": st.column_config.TextColumn("Stage", width=170, pinned=True),
     "accuracy": st.column_config.TextColumn("Accuracy", width="small"),
-    "accuracy_delta": st.column_config.TextColumn("Δ acc. (pts)", width="small",
-                                                  help="percentage points against the baseline"),
-    "params_nonzero": st.column_config.TextColumn("Nonzero params", width="small"),
+    "accuracy_delta": st.column_config.TextColumn("Δ pts", width="small",
+                                                  help="accuracy change in percentage points against the baseline"),
+    "params_nonzero": st.column_config.TextColumn("Nonzero", width="small",
+                                                  help="parameters (kernels and biases) that are not zero"),
     "sparsity": st.column_config.TextColumn("Sparsity", width="small"),
-    "unique_values": st.column_config.TextColumn("Distinct values", width="small",
+    "unique_values": st.column_config.TextColumn("Distinct", width="small",
                                                  help="most distinct kernel values in any one layer"),
     "keras_zip": st.column_config.TextColumn("Keras zip", help="zipped Keras file · ratio to the baseline. " + DASH_HELP),
     "tflite": st.column_config.TextColumn("TFLite", help="raw TFLite file · ratio to the baseline"),
