@@ -72,6 +72,7 @@ class Row:
     dc_bytes: int
     latency_ms: float
     wall_s: float
+    cpu_s: float | None = None  # CPU seconds of a recipe run (all threads); None for rows made from a run's files
     ref_bytes: int = 0  # float32 TFLite bytes of the group's baseline: the 1x of every ratio
     export: str = ""
     notes: list[str] = field(default_factory=list)
@@ -166,9 +167,10 @@ def run_item(item: dict, runs_dir: Path, log) -> dict:
     recipe = Recipe.from_dict(item["recipe"])
     out = runs_dir / item["key"]
     log(f"running {item['file']} -> {out}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     report = run_recipe(recipe, out)
-    log(f"  done in {time.perf_counter() - t0:.0f} s: error {100 * (1 - report['final']['accuracy']):.2f}%, "
+    report["bench_cpu_s"] = time.process_time() - c0
+    log(f"  done in {time.perf_counter() - t0:.0f} s ({report['bench_cpu_s']:.0f} CPU s): error {100 * (1 - report['final']['accuracy']):.2f}%, "
         f"{report['final']['tflite_zip_bytes']:,} B zipped, {report['final']['dc_bytes']:,} B model.dc")
     return report
 
@@ -206,7 +208,7 @@ def rows_for(item: dict, report: dict, runs_dir: Path, log) -> list[Row]:
                   error_pct=100.0 * (1.0 - final["accuracy"]), tflite_bytes=final["tflite_bytes"],
                   tflite_zip_bytes=final["tflite_zip_bytes"], dc_bytes=final["dc_bytes"],
                   latency_ms=final["latency_ms"], wall_s=report["timing"]["total_s"],
-                  export=recipe.export.value, notes=list(item["notes"]))
+                  cpu_s=report["bench_cpu_s"], export=recipe.export.value, notes=list(item["notes"]))
     if item["role"] == "peer":
         # ratios against its own baseline's float file (the same architecture as its group's reference);
         # a group without a preset gets that float file as its reference row
@@ -307,7 +309,10 @@ def markdown(rows: list[Row], meta: dict, quick: bool) -> str:
         "converted as is) divided by the row's bytes. `zip` is the TFLite file in a deflated zip; "
         "`model.dc` is the studio's Deep Compression container (sparse relative indices + codebook "
         "indices, Huffman-coded; it unpacks to the TFLite file byte for byte). Latency: one sample per "
-        "invocation, one thread, median after warm-up. Wall: training and measuring the run, baseline included.",
+        "invocation, one thread, median after warm-up. Wall: training and measuring the run, baseline included "
+        "(rows made from a run's files add their export to the run's time). CPU s: CPU seconds the run took "
+        "over all threads, which load does not inflate much; on an idle 2-core machine a run needs between "
+        "half of it and all of it as wall time.",
         "",
     ]
     groups = []
@@ -316,19 +321,19 @@ def markdown(rows: list[Row], meta: dict, quick: bool) -> str:
             groups.append(r.group)
     for g in groups:
         lines += [f"## {GROUP_TITLES.get(g, g)}", ""]
-        lines += ["| row | export | test error | TFLite | zip | model.dc | TFLite x | zip x | model.dc x | latency ms | wall s |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["| row | export | test error | TFLite | zip | model.dc | TFLite x | zip x | model.dc x | latency ms | wall s | CPU s |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             if r.group != g:
                 continue
             x = r.ratios()
             lines.append(f"| {r.label} | {r.export} | {r.error_pct:.2f}% | {kb(r.tflite_bytes)} KB | "
                          f"{kb(r.tflite_zip_bytes)} KB | {kb(r.dc_bytes)} KB | {x['tflite_x']:.1f}x | "
-                         f"{x['zip_x']:.1f}x | {x['dc_x']:.1f}x | {r.latency_ms:.3f} | {r.wall_s:.0f} |")
+                         f"{x['zip_x']:.1f}x | {x['dc_x']:.1f}x | {r.latency_ms:.3f} | {r.wall_s:.0f} | {'' if r.cpu_s is None else f'{r.cpu_s:.0f}'} |")
         p = PAPER.get(g)
         if p and not quick:
             lines.append(f"| {p['label']} | Caffe, P+Q+H | {p['error_pct']:.2f}% (baseline {p['baseline_error_pct']:.2f}%) | "
-                         f"{p['ref_kb']:,} KB (float) | | {p['kb']} KB | | | {p['ratio']}x | | |")
+                         f"{p['ref_kb']:,} KB (float) | | {p['kb']} KB | | | {p['ratio']}x | | | |")
         lines.append("")
         for r in rows:
             for n in r.notes:

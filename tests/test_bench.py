@@ -42,7 +42,7 @@ def test_quick_benchmark_writes_every_row_with_sane_numbers(tmp_path):
     for r in rows:
         assert 0.0 <= r["error_pct"] <= 60.0, r  # digits in a few epochs: far better than chance (90%)
         assert 0 < r["dc_bytes"] and 0 < r["tflite_zip_bytes"] and 0 < r["tflite_bytes"]
-        assert r["latency_ms"] > 0 and r["wall_s"] >= 0
+        assert r["latency_ms"] > 0 and r["wall_s"] >= 0 and (r["cpu_s"] is None or r["cpu_s"] > 0)
         if r["label"] == "baseline, float32 TFLite":
             assert r["tflite_x"] == pytest.approx(1.0)
     for group in ("lenet_300_100", "lenet_5_caffe"):
