@@ -94,8 +94,8 @@ def load_example(name: str) -> dict:
     return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
 
 
-def quick_variant(recipe: dict, *, epochs_cap: int = 2) -> tuple[dict, list[str]]:
-    """The same recipe on digits with few epochs (and lenet_5 for lenet_5_caffe), and why."""
+def quick_variant(recipe: dict) -> tuple[dict, list[str]]:
+    """The same recipe on digits, small and short (and lenet_5 for lenet_5_caffe), and what changed."""
     r = copy.deepcopy(recipe)
     notes = []
     r["dataset"] = "digits"
@@ -105,20 +105,20 @@ def quick_variant(recipe: dict, *, epochs_cap: int = 2) -> tuple[dict, list[str]
     if b.get("arch") == "lenet_5_caffe":
         b["arch"] = "lenet_5"
         notes.append("lenet_5_caffe needs images of at least 16x16 pixels; quick mode (8x8 digits) uses lenet_5")
-    b["epochs"] = min(b.get("epochs", 2), epochs_cap + 2)
-    b["batch_size"] = 32
-    layer_names = {"lenet_300_100": {"fc1", "fc2", "output"},
-                   "lenet_5": {"conv1", "conv2", "fc1", "fc2", "output"}}.get(b["arch"])
+    b.update(epochs=min(b.get("epochs", 2), 5), batch_size=32, learning_rate=0.003)
+    steps = []
     for s in r.get("steps", []):
-        s["epochs"] = min(s.get("epochs", 1), epochs_cap)
+        if s["method"] == "quantize":
+            notes.append("quick mode skips the QAT step (building its graph costs more than the rest of the run)")
+            continue
+        s["epochs"] = 2 if s["method"] == "prune" else 1
         s["batch_size"] = 32
         s.pop("end_step", None)  # steps per epoch differ: reach the target at the end of fine-tuning
         s.pop("begin_step", None)
         if "frequency" in s:
-            s["frequency"] = 5
-        for key in ("final_sparsity", "target_sparsity", "number_of_clusters"):
-            if isinstance(s.get(key), dict) and layer_names:
-                s[key] = {k: v for k, v in s[key].items() if k in layer_names}
+            s["frequency"] = 4
+        steps.append(s)
+    r["steps"] = steps
     return r, notes
 
 
@@ -185,6 +185,17 @@ def rows_for(item: dict, report: dict, runs_dir: Path, log) -> list[Row]:
     from compression.recipe import Recipe
 
     recipe = Recipe.from_dict(item["recipe"])
+    final = report["final"]
+    run_row = Row(group=item["group"], label=item["label"], source=item["file"],
+                  error_pct=100.0 * (1.0 - final["accuracy"]), tflite_bytes=final["tflite_bytes"],
+                  tflite_zip_bytes=final["tflite_zip_bytes"], dc_bytes=final["dc_bytes"],
+                  latency_ms=final["latency_ms"], wall_s=report["timing"]["total_s"],
+                  cpu_s=report["bench_cpu_s"], export=recipe.export.value, notes=list(item["notes"]))
+    if item["role"] == "peer" and item.get("has_preset"):
+        # ratios against its own baseline's float32 TFLite file, which the run measured (the same
+        # architecture, hence the same bytes, as the group's reference row)
+        run_row.ref_bytes = report["baseline"]["metrics"]["tflite_bytes"]
+        return [run_row]
     folder = runs_dir / item["key"]
     runs = recipe.latency_runs
     ds = data.load(recipe.dataset).limited(recipe.max_train_samples)
@@ -203,17 +214,9 @@ def rows_for(item: dict, report: dict, runs_dir: Path, log) -> list[Row]:
                    source=f"{item['file']} baseline", wall_s=0.0)
     ref.wall_s = base_wall + (time.perf_counter() - t0)
     ref.ref_bytes = ref.tflite_bytes
-    final = report["final"]
-    run_row = Row(group=group, label=item["label"], source=item["file"],
-                  error_pct=100.0 * (1.0 - final["accuracy"]), tflite_bytes=final["tflite_bytes"],
-                  tflite_zip_bytes=final["tflite_zip_bytes"], dc_bytes=final["dc_bytes"],
-                  latency_ms=final["latency_ms"], wall_s=report["timing"]["total_s"],
-                  cpu_s=report["bench_cpu_s"], export=recipe.export.value, notes=list(item["notes"]))
-    if item["role"] == "peer":
-        # ratios against its own baseline's float file (the same architecture as its group's reference);
-        # a group without a preset gets that float file as its reference row
+    if item["role"] == "peer":  # a group without a preset: its own float file is the reference row
         run_row.ref_bytes = ref.tflite_bytes
-        return [run_row] if item.get("has_preset") else [ref, run_row]
+        return [ref, run_row]
 
     rows.append(ref)
     t0 = time.perf_counter()
@@ -320,7 +323,10 @@ def markdown(rows: list[Row], meta: dict, quick: bool) -> str:
         if r.group not in groups:
             groups.append(r.group)
     for g in groups:
-        lines += [f"## {GROUP_TITLES.get(g, g)}", ""]
+        title = GROUP_TITLES.get(g, g)
+        if quick:
+            title = title.replace("on MNIST", "on digits (quick mode)")
+        lines += [f"## {title}", ""]
         lines += ["| row | export | test error | TFLite | zip | model.dc | TFLite x | zip x | model.dc x | latency ms | wall s | CPU s |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:

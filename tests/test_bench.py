@@ -16,7 +16,7 @@ def test_quick_benchmark_writes_every_row_with_sane_numbers(tmp_path):
     out = tmp_path / "bench.md"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "deep_compression.py"), "--quick", "--out", str(out),
-                           "--runs", str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=300,
+                           "--runs", str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=900,
                           cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
@@ -49,7 +49,7 @@ def test_quick_benchmark_writes_every_row_with_sane_numbers(tmp_path):
         ref = next(r for r in rows if r["group"] == group and r["label"] == "baseline, float32 TFLite")
         ptq = next(r for r in rows if r["group"] == group and r["label"].startswith("baseline, post-training"))
         preset = next(r for r in rows if r["group"] == group and r["label"].startswith("Deep Compression preset"))
-        assert 3.0 < ptq["tflite_x"] < 4.5  # int8 weights: about a quarter of float32
+        assert 2.5 < ptq["tflite_x"] < 4.5  # int8 weights: about a quarter of float32, plus the graph
         # pruned and clustered: the container beats zip, and both beat the int8 file of the baseline
         assert preset["dc_bytes"] < preset["tflite_zip_bytes"] < ptq["tflite_bytes"]
         assert preset["dc_x"] > ptq["dc_x"]
