@@ -11,6 +11,20 @@ from compression.choices import ExportMode
 REPRESENTATIVE_SAMPLES = 200
 
 
+def positive_zeros(model) -> None:
+    """Turn every -0.0 weight into +0.0 (numerically the same, in place).
+
+    Sparsity-preserving clustering can leave pruned weights as -0.0 (a zero centroid times a
+    negative sign); the file then stores 0x80.. bytes that the Deep Compression container and
+    zip cannot treat as the zeros they are, and the layer counts as dense.
+    """
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if any(w.dtype.kind == "f" and np.signbit(w[w == 0]).any() for w in weights):
+            layer.set_weights([np.where(w == 0, np.zeros_like(w), w) if w.dtype.kind == "f" else w
+                               for w in weights])
+
+
 def to_tflite(model, mode: ExportMode | str, x_representative: np.ndarray | None = None) -> bytes:
     """The model as a .tflite flatbuffer.
 
@@ -19,6 +33,7 @@ def to_tflite(model, mode: ExportMode | str, x_representative: np.ndarray | None
     int8_full: int8 weights, activations, input and output, calibrated on training samples.
     """
     mode = ExportMode(mode)
+    positive_zeros(model)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if mode == ExportMode.FLOAT16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
