@@ -105,7 +105,7 @@ def quick_variant(recipe: dict) -> tuple[dict, list[str]]:
     if b.get("arch") == "lenet_5_caffe":
         b["arch"] = "lenet_5"
         notes.append("lenet_5_caffe needs images of at least 16x16 pixels; quick mode (8x8 digits) uses lenet_5")
-    b.update(epochs=min(b.get("epochs", 2), 5), batch_size=32, learning_rate=0.003)
+    b.update(epochs=min(b.get("epochs", 2), 3), batch_size=32, learning_rate=0.003)
     steps = []
     for s in r.get("steps", []):
         if s["method"] == "quantize":

@@ -409,3 +409,14 @@ def test_results_show_where_the_bits_go_in_model_dc(ws):
     table = next(df.value for df in at.dataframe if "index bits" in df.value.columns)
     assert list(table["layer"])[:-1] == [n for n, _t, _s in synthetic.LAYERS]
     assert table["index bits"].iloc[0] == "4.50" and table["weight bits"].iloc[-1] == "–"
+
+
+def test_the_deep_compression_preset_names_its_layers_and_says_when_the_baseline_lacks_them(ws):
+    at = app("views/pipeline.py")  # the workspace's baseline has layers dense, dense_1, dense_2
+    at.selectbox(key="pl_preset").set_value("Deep Compression: LeNet-300-100 on MNIST").run()
+    assert not at.exception
+    prune = at.session_state["pl_steps"][0]
+    assert prune["final_sparsity"] == {"fc1": 0.96, "fc2": 0.91, "output": 0.74}
+    errors = " ".join(e.value for e in at.error)
+    assert "sets final_sparsity for fc1, fc2, output, which this baseline does not have" in errors
+    assert "dense, dense_1, dense_2" in errors

@@ -68,6 +68,13 @@ def _apply_preset(announce: bool = True):
     ss.pl_unsafe = False
     ss.pl_loaded_steps = [dict(s) for s in preset["steps"]]
     ss.pl_fit_loaded = ss.get("pl_fit")
+    if "baseline" in preset and ss.get("pl_base_id", OWN) == OWN:
+        # a recipe made for one architecture and dataset: the baseline built in this run follows it
+        ss.pl_fallback = {"dataset": preset["dataset"], "max_train_samples": None, "baseline": dict(preset["baseline"])}
+        ss["pl_fb_ds"] = preset["dataset"]
+        ss["pl_fb_arch"] = preset["baseline"]["arch"]
+        ss["pl_fb_epochs"] = int(preset["baseline"]["epochs"])
+        ss["pl_fb_cap"] = 0
     if announce:
         ss.pl_json_msg = None
         ss.pl_preset_msg = (f"Loaded preset “{ss.pl_preset}”: {len(preset['steps'])} "
@@ -205,6 +212,8 @@ def _per_layer_table(name: str, p, value, one, key: str, layer_names: list[str])
         values = {row["layer"]: row["value"] for row in edited.to_dict("records")}
         differing = {k: (float(v) if p.kind == "per_layer_float" else int(v)) for k, v in values.items()
                      if v is not None and float(v) != float(one)}
+        # names this baseline does not have stay in the map: the checks on the right say so, nothing is dropped
+        differing.update({k: v for k, v in per_layer.items() if k not in values})
         st.caption("Layers left at the value above take it; change a row to set that layer apart.")
     return differing if differing else one
 
@@ -441,10 +450,10 @@ def main():
         c2.checkbox("Allow an unsafe order (to see what it undoes)", key="pl_unsafe")
 
     with right:
-        _live_panel(job, [{k: v for k, v in s.items() if k != "_uid"} for s in ss.pl_steps], spe)
+        _live_panel(job, [{k: v for k, v in s.items() if k != "_uid"} for s in ss.pl_steps], spe, layer_names)
 
 
-def _live_panel(job, steps, spe):
+def _live_panel(job, steps, spe, layer_names=()):
     ss = st.session_state
     st.subheader("Before you run")
     try:
@@ -466,6 +475,13 @@ def _live_panel(job, steps, spe):
                 for w in p.warnings:
                     st.warning(f"Step {i} undoes earlier work: {w}.", icon=":material/warning:")
             st.markdown(f"Export: **{recipe.export.value}** — {EXPORT_HELP.get(recipe.export.value, '')}.")
+        for i, step in enumerate(recipe.steps, start=1):  # per-layer targets must name this baseline's layers
+            for name, value in step.to_dict().items():
+                unknown = sorted(set(value) - set(layer_names)) if isinstance(value, dict) and layer_names and \
+                    name not in ("layers",) else []
+                if unknown:
+                    st.error(f"Step {i} ({step.method}) sets {name} for {', '.join(unknown)}, which this baseline does "
+                             f"not have; its layers with weights: {', '.join(layer_names)}.", icon=":material/block:")
         for sentence in schedule_warnings(recipe, spe):
             st.warning(sentence, icon=":material/schedule:")
         if planned and not any(p.warnings for p in planned):
