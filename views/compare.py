@@ -72,9 +72,12 @@ def main():
     st.download_button("Download report (HTML, works offline)", lambda: _html(loaded), file_name="compare-runs.html",
                        mime="text/html", icon=":material/description:", key="cmp_html")
 
-    size_field = st.segmented_control("Compressed size", ["tflite_zip_bytes", "tflite_bytes"], default="tflite_zip_bytes",
+    sizes = ["tflite_zip_bytes", "dc_bytes", "tflite_bytes"] if df["dc_bytes"].notna().any() else \
+        ["tflite_zip_bytes", "tflite_bytes"]
+    size_field = st.segmented_control("Compressed size", sizes, default="tflite_zip_bytes",
                                       format_func=lambda f: charts.MEASURE_LABELS[f], key="cmp_size") or "tflite_zip_bytes"
     if size_field != "tflite_zip_bytes":
+        df = df[df[size_field].notna()]  # runs made before model.dc existed have no such size
         df = df.assign(pareto=charts.pareto_mask(df[size_field].to_numpy(float), df["accuracy"].to_numpy(float)))
     st.altair_chart(charts.pareto_chart(df, size_field), width="content")
     front = df[df["pareto"]]["run"].tolist()
