@@ -47,3 +47,10 @@ def check_layer_map(model, mapping: dict, where: str) -> None:
     if unknown:
         raise RecipeError(f"{where}.{unknown[0]}",
                           f"no layer with weights named {unknown[0]!r}; the model's layers with weights: {', '.join(names)}")
+
+
+def chosen_kernels(model, names: set[str]) -> dict:
+    """layer name -> kernel values (numpy) of the chosen layers with weights, in model order."""
+    from compression.engine.metrics import kernel_of
+
+    return {layer.name: kernel_of(layer).numpy() for layer in weight_layers(model) if layer.name in names}

@@ -6,9 +6,7 @@ imports no TensorFlow; an exporter imports it inside ``write``/``measure``.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from compression.engine.registry import discover
 from compression.engine.exporters.base import ExportContext, Exporter
 
 _REGISTRY: dict[str, Exporter] = {}
@@ -20,14 +18,7 @@ def _discover() -> None:
     if _LOADED:
         return
     _LOADED = True
-    found = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_") or info.name == "base":
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        exporter = getattr(module, "EXPORTER", None)
-        if isinstance(exporter, Exporter):
-            found.append(exporter)
+    found = discover(__name__, __path__, "EXPORTER", Exporter)
     for exporter in sorted(found, key=lambda e: (e.rank, e.key)):
         register(exporter)
 

@@ -10,9 +10,7 @@ Importing this package imports no TensorFlow (methods import tfmot inside ``appl
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from compression.engine.registry import discover
 from compression.engine.methods.base import Method, StepConfig
 from compression.errors import RecipeError
 
@@ -25,14 +23,7 @@ def _discover() -> None:
     if _LOADED:
         return
     _LOADED = True
-    found = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_") or info.name == "base":
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        method = getattr(module, "METHOD", None)
-        if isinstance(method, Method):
-            found.append(method)
+    found = discover(__name__, __path__, "METHOD", Method)
     for method in sorted(found, key=lambda m: (m.rank, m.name)):
         register(method)
 

@@ -144,16 +144,11 @@ class Cluster(Method):
     def _stats(model, step: ClusterStep, names: set[str]) -> dict:
         import numpy as np
 
-        from compression.engine.metrics import kernel_of
-        from compression.engine.selection import weight_layers
+        from compression.engine.selection import chosen_kernels
 
-        per_layer = {}
-        for layer in weight_layers(model):
-            if layer.name in names:
-                k = kernel_of(layer).numpy()
-                # distinct nonzero values: the centroids in use (pruned zeros are kept apart)
-                per_layer[layer.name] = {"target": step.clusters_for(layer.name),
-                                         "achieved": int(np.unique(k[k != 0]).size)}
+        # distinct nonzero values: the centroids in use (pruned zeros are kept apart)
+        per_layer = {name: {"target": step.clusters_for(name), "achieved": int(np.unique(k[k != 0]).size)}
+                     for name, k in chosen_kernels(model, names).items()}
         worst = max((v["achieved"] - v["target"] for v in per_layer.values()), default=0)
         achieved = max((v["achieved"] for v in per_layer.values()), default=None)
         return {"number_of_clusters": {"target": max(v["target"] for v in per_layer.values()) if per_layer else None,

@@ -234,15 +234,11 @@ class Prune(Method):
     def _stats(model, step: PruneStep, names: set[str]) -> dict:
         import numpy as np
 
-        from compression.engine.metrics import kernel_of
-        from compression.engine.selection import weight_layers
+        from compression.engine.selection import chosen_kernels
 
-        per_layer = {}
-        for layer in weight_layers(model):
-            if layer.name in names:
-                k = kernel_of(layer).numpy()
-                per_layer[layer.name] = {"target": round(step.target_for(layer.name), 6),
-                                         "achieved": round(float(1 - np.count_nonzero(k) / k.size), 6)}
+        per_layer = {name: {"target": round(step.target_for(name), 6),
+                            "achieved": round(float(1 - np.count_nonzero(k) / k.size), 6)}
+                     for name, k in chosen_kernels(model, names).items()}
         key = "sparsity_m_by_n" if step.sparsity_m_by_n else (
             "target_sparsity" if step.schedule == Schedule.CONSTANT_SPARSITY else "final_sparsity")
         achieved = [v["achieved"] for v in per_layer.values()]
