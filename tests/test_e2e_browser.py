@@ -182,3 +182,14 @@ def test_a_newcomer_taking_every_default_gets_a_good_model(server):
     interp.invoke()
     out = interp.get_tensor(interp.get_output_details()[0]["index"])
     assert out.shape[-1] == 10
+
+
+def test_the_page_speed_benchmark_runs(tmp_path):
+    """bench/pages.py --quick: a synthetic workspace, one page timed in chromium, a markdown table."""
+    if chromium_path() is None:
+        pytest.skip(f"chromium not found at {CHROMIUM}")
+    pytest.importorskip("playwright.sync_api")
+    out = subprocess.run([sys.executable, "bench/pages.py", "--quick"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=180, env=dict(os.environ, COMPRESSION_HOME=str(tmp_path)))
+    assert "| page | median (s) |" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "| Results |" in out.stdout
