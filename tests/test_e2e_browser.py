@@ -182,3 +182,44 @@ def test_a_newcomer_taking_every_default_gets_a_good_model(server):
     interp.invoke()
     out = interp.get_tensor(interp.get_output_details()[0]["index"])
     assert out.shape[-1] == 10
+
+
+def test_the_page_speed_benchmark_runs(tmp_path):
+    """bench/pages.py --quick: a synthetic workspace, one page timed in chromium, a markdown table."""
+    if chromium_path() is None:
+        pytest.skip(f"chromium not found at {CHROMIUM}")
+    pytest.importorskip("playwright.sync_api")
+    out = subprocess.run([sys.executable, "bench/pages.py", "--quick"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=180, env=dict(os.environ, COMPRESSION_HOME=str(tmp_path)))
+    assert "| page | median (s) |" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "| Results |" in out.stdout
+
+
+def test_the_html_report_renders_its_charts_offline(tmp_path):
+    """The downloaded HTML report needs no server and no network: Vega is inlined."""
+    if chromium_path() is None:
+        pytest.skip(f"chromium not found at {CHROMIUM}")
+    pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("vl_convert")
+    from playwright.sync_api import sync_playwright
+    from synthetic import make_workspace
+
+    from compression.store.results import load_run
+    from compression.studio import report_html
+
+    jobs = make_workspace(tmp_path / "home")
+    run = load_run(jobs["compress"]["run_dir"])
+    html_file = tmp_path / "report.html"
+    html_file.write_text(report_html.run_report_html(run.report, run.recipe, run.name), encoding="utf-8")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=ARGS)
+        try:
+            ctx = browser.new_context(offline=True)
+            page = ctx.new_page()
+            page.goto(html_file.as_uri())
+            page.wait_for_selector(".chart svg", timeout=20_000)
+            n = page.evaluate("() => [...document.querySelectorAll('.chart')].filter(c => c.querySelector('svg, canvas')).length")
+            assert n == page.evaluate("() => document.querySelectorAll('.chart').length") >= 4
+            assert "Stage by stage" in page.content()
+        finally:
+            browser.close()

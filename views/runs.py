@@ -7,6 +7,7 @@ from compression.errors import UserError
 from views._ui import PAGES, findings_for, page, read_only, state_badge
 
 REFRESH_S = 2
+PAGE_SIZE = 15
 
 
 def _cancel(job_id: str):
@@ -83,13 +84,19 @@ def _jobs_panel(active: bool):
                    + (f" · refreshing every {REFRESH_S} s" if now_active else ""))
         filt = st.segmented_control("Show", ["all", "active", "succeeded", "failed"], default="all", key="runs_filter")
         focus = st.query_params.get("job")
-        for job in jobs:
-            state = job.get("state")
-            if filt == "active" and state not in dashboard.ACTIVE:
-                continue
-            if filt in ("succeeded", "failed") and state != filt:
-                continue
+        shown = [j for j in jobs if not (filt == "active" and j.get("state") not in dashboard.ACTIVE)
+                 and not (filt in ("succeeded", "failed") and j.get("state") != filt)]
+        if len(shown) > PAGE_SIZE and not st.session_state.get("runs_all"):
+            # every card is a dozen browser elements: the newest (and the focused job) first, the rest on request
+            head = shown[:PAGE_SIZE]
+            head += [j for j in shown[PAGE_SIZE:] if j.get("id") == focus]
+            rest = len(shown) - len(head)
+        else:
+            head, rest = shown, 0
+        for job in head:
             _job_card(job, highlight=job.get("id") == focus)
+        if rest or st.session_state.get("runs_all"):
+            st.toggle(f"Show all {len(shown)} jobs", key="runs_all")
 
     panel()
 
