@@ -204,7 +204,7 @@ def test_the_html_report_renders_its_charts_offline(tmp_path):
     from playwright.sync_api import sync_playwright
     from synthetic import make_workspace
 
-    from compression.store.results import load_run
+    from compression.store.runs import load_run
     from compression.studio import report_html
 
     jobs = make_workspace(tmp_path / "home")
