@@ -19,13 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from browser import ARGS, chromium_path, free_port  # noqa: E402
+from browser import ARGS, chromium_path, start_streamlit, stop_streamlit  # noqa: E402
 
 IDLE_JS = ("() => !!document.querySelector('[data-testid=\"stAppViewContainer\"]')"
            " && !document.querySelector('[data-testid=\"stStatusWidget\"]')"
@@ -50,24 +49,8 @@ def build_workspace(home: Path, quick: bool) -> dict[str, str]:
 
 
 def start_server(home: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
     env = dict(os.environ, COMPRESSION_HOME=str(home), COMPRESSION_EMBEDDED_WORKER="0", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                return proc, url
-        except OSError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError("streamlit did not start:\n" + log.read_text()[-3000:])
-        time.sleep(0.3)
+    return start_streamlit(env, log, "--server.fileWatcherType", "none")
 
 
 def time_page(page, url: str) -> float:
@@ -107,11 +90,7 @@ def main(argv=None) -> int:
                     rows.append((name, statistics.median(times), max(times)))
                 browser.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_streamlit(proc)
     print(f"\n{n_runs} run folders (built in {built:.1f} s); {repeat} timed load(s) per page after a warm-up; "
           "time from navigation until Streamlit is idle.\n")
     print("| page | median (s) | worst (s) | budget (s) |")

@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 SHOTS = ROOT / "docs" / "screenshots"
 
-from browser import ARGS, chromium_path, free_port, full_page_screenshot  # noqa: E402
+from browser import ARGS, chromium_path, full_page_screenshot, start_streamlit, stop_streamlit  # noqa: E402
 
 BASELINE = {"name": "MNIST LeNet-300-100", "dataset": "mnist",
             "baseline": {"arch": "lenet_300_100", "epochs": 4, "batch_size": 128, "seed": 0},
@@ -76,19 +73,9 @@ def main() -> int:
     args = parser.parse_args()
     home = Path(args.home or tempfile.mkdtemp(prefix="studio-shots-"))
     ids = prepare(home)
-    port = free_port()
     env = dict(os.environ, COMPRESSION_HOME=str(home))
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                               "--server.port", str(port), "--server.address", "127.0.0.1"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_streamlit(env, home / "streamlit.log")
     try:
-        for _ in range(200):
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.3)
         from playwright.sync_api import sync_playwright
 
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -116,8 +103,7 @@ def main() -> int:
                 shoot(page, name)
             browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        stop_streamlit(server)
         from compression import jobs
 
         jobs.stop_worker(home)

@@ -10,12 +10,11 @@ docs/screenshots/ at the end of the flow.
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import ARGS, CHROMIUM, chromium_path, free_port, full_page_screenshot
+from browser import ARGS, CHROMIUM, chromium_path, full_page_screenshot, start_streamlit, stop_streamlit
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "docs" / "screenshots"
@@ -29,39 +28,13 @@ def server(tmp_path):
         pytest.skip(f"chromium not found at {CHROMIUM}; .ci/run installs it (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
     home = tmp_path / "home"
-    port = free_port()
-    env = dict(os.environ, COMPRESSION_HOME=str(home), COMPRESSION_EMBEDDED_WORKER="1", PYTHONUNBUFFERED="1",
-               # jobs.ensure_worker puts compression/ (not the project root) on the worker's path since the
-               # relayout; the project root here keeps the worker importable until that is fixed
-               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    env = dict(os.environ, COMPRESSION_HOME=str(home), COMPRESSION_EMBEDDED_WORKER="1", PYTHONUNBUFFERED="1")
     env.pop("COMPRESSION_DATA_DIR", None)
-    log = open(tmp_path / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_streamlit(env, tmp_path / "streamlit.log")
     try:
-        import urllib.request
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
-            time.sleep(0.3)
         yield url, home, tmp_path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop_streamlit(proc)
         sys.path.insert(0, str(ROOT))
         from compression import jobs
 
