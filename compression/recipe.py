@@ -22,6 +22,7 @@ from compression.engine.methods.base import (
     check_enum,
     check_float,
     check_int,
+    training_kwargs,
 )
 from compression.errors import RecipeError
 
@@ -127,9 +128,7 @@ class Baseline:
 
     def training(self) -> dict:
         """Keyword arguments for engine.models.fit."""
-        return {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
-                "lr_schedule": self.lr_schedule.value, "decay_rate": self.decay_rate,
-                "weight_decay": self.weight_decay}
+        return training_kwargs(self)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -9,7 +9,7 @@ from compression import limits
 from compression.studio import dashboard, uploads
 from compression.choices import Arch, DatasetName, ExportMode, LayerScope, options
 from compression.engine import methods
-from compression.engine.methods.base import ordered_params
+from compression.engine.methods.base import declared_default, ordered_params, per_layer_maps
 from compression.studio.schedules import schedule_warnings
 from compression.errors import RecipeError, UserError
 from compression.ordering import plan
@@ -182,9 +182,9 @@ def _int_widget(where, name: str, p, value, key: str):
                                   key=key, help=p.help))
 
 
-def _per_layer_number(where, name: str, p, value, key: str):
+def _per_layer_number(where, method: str, name: str, p, value, key: str):
     """The value every layer takes (the per-layer table, drawn after the step's columns, sets some apart)."""
-    base = value if not isinstance(value, dict) else methods_default(name)
+    base = value if not isinstance(value, dict) else declared_default(methods.step_type(method), name)
     return (_float_widget if p.kind == "per_layer_float" else _int_widget)(where, name, p, base, key)
 
 
@@ -216,14 +216,6 @@ def _per_layer_table(name: str, p, value, one, key: str, layer_names: list[str])
         differing.update({k: v for k, v in per_layer.items() if k not in values})
         st.caption("Layers left at the value above take it; change a row to set that layer apart.")
     return differing if differing else one
-
-
-def methods_default(name: str):
-    for m in methods.all_methods():
-        for f in m.step_type.__dataclass_fields__.values():
-            if f.name == name:
-                return f.default
-    return None
 
 
 def _pair_widget(where, name: str, p, value, key: str):
@@ -269,7 +261,7 @@ def _param_widget(where, step: dict, uid: int, name: str, p, layer_names, layer_
         return where.selectbox(_label(name, p), opts, index=opts.index(value) if value in opts else 0, key=key,
                                help=p.help)
     if p.kind in ("per_layer_float", "per_layer_int"):
-        return _per_layer_number(where, name, p, value, key)
+        return _per_layer_number(where, step["method"], name, p, value, key)
     if p.kind == "pair":
         return _pair_widget(where, name, p, value, key)
     if p.kind == "layers":
@@ -476,9 +468,8 @@ def _live_panel(job, steps, spe, layer_names=()):
                     st.warning(f"Step {i} undoes earlier work: {w}.", icon=":material/warning:")
             st.markdown(f"Export: **{recipe.export.value}** — {EXPORT_HELP.get(recipe.export.value, '')}.")
         for i, step in enumerate(recipe.steps, start=1):  # per-layer targets must name this baseline's layers
-            for name, value in step.to_dict().items():
-                unknown = sorted(set(value) - set(layer_names)) if isinstance(value, dict) and layer_names and \
-                    name not in ("layers",) else []
+            for name, mapping in per_layer_maps(step).items():
+                unknown = sorted(set(mapping) - set(layer_names)) if layer_names else []
                 if unknown:
                     st.error(f"Step {i} ({step.method}) sets {name} for {', '.join(unknown)}, which this baseline does "
                              f"not have; its layers with weights: {', '.join(layer_names)}.", icon=":material/block:")

@@ -9,7 +9,6 @@ the run with its name, instead of silently dropping out of the figures.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,4 +141,4 @@ def stage_facts(measured: Measured, method: str, variant: str):
 
 
 __all__ = ["MeasurementError", "Measured", "check_coverage", "clusters_seen", "keras_file_bytes", "measure_file",
-           "measure_keras", "stage_facts", "undone_sentences", "os"]
+           "measure_keras", "stage_facts", "undone_sentences"]

@@ -40,6 +40,14 @@ def select(model, selection: LayerSelection, where: str = "layers") -> set[str]:
     return set(chosen)
 
 
+def check_per_layer_maps(model, step, where: str) -> None:
+    """Every per-layer map the step sets names only the model's layers with weights."""
+    from compression.engine.methods.base import per_layer_maps
+
+    for name, mapping in per_layer_maps(step).items():
+        check_layer_map(model, mapping, f"{where}.{name}")
+
+
 def check_layer_map(model, mapping: dict, where: str) -> None:
     """A per-layer setting names only layers with weights; one line listing them otherwise."""
     names = [layer.name for layer in weight_layers(model)]

@@ -56,10 +56,7 @@ def test_split(dataset) -> tuple[np.ndarray, np.ndarray, list[str]]:
 def input_factor(tflite_path: str | Path) -> float:
     """What the loaders' [0, 1] samples must be multiplied by for this file: its run's report says
     whether the file takes raw pixel values (``input.raw_scale``); 1 for older runs and user models."""
-    try:
-        report = json.loads((Path(tflite_path).parent / "report.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return 1.0
+    report = runs.read_json(Path(tflite_path).parent / "report.json")
     scale = ((report or {}).get("input") or {}).get("raw_scale") if isinstance(report, dict) else None
     return float(scale) if isinstance(scale, (int, float)) and scale > 0 else 1.0
 

@@ -6,46 +6,20 @@ imports no TensorFlow; an exporter imports it inside ``write``/``measure``.
 
 from __future__ import annotations
 
-from compression.engine.registry import discover
 from compression.engine.exporters.base import ExportContext, Exporter
+from compression.engine.registry import Registry
 
-_REGISTRY: dict[str, Exporter] = {}
-_LOADED = False
-
-
-def _discover() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    found = discover(__name__, __path__, "EXPORTER", Exporter)
-    for exporter in sorted(found, key=lambda e: (e.rank, e.key)):
-        register(exporter)
-
-
-def register(exporter: Exporter, *, replace: bool = False) -> Exporter:
-    if not isinstance(exporter, Exporter):
-        raise TypeError(f"{exporter!r} is not an Exporter")
-    if exporter.key in _REGISTRY and not replace and _REGISTRY[exporter.key] is not exporter:
-        raise ValueError(f"an exporter with key {exporter.key!r} is already registered")
-    _REGISTRY[exporter.key] = exporter
-    return exporter
-
-
-def unregister(key: str) -> None:
-    _REGISTRY.pop(key, None)
-
-
-def all_exporters() -> list[Exporter]:
-    _discover()
-    return sorted(_REGISTRY.values(), key=lambda e: (e.rank, e.key))
+_REGISTRY: Registry[Exporter] = Registry(__name__, __path__, "EXPORTER", Exporter, key=lambda e: e.key)
+register = _REGISTRY.register
+unregister = _REGISTRY.unregister
+all_exporters = _REGISTRY.all
 
 
 def get(key: str) -> Exporter:
-    _discover()
-    if key not in _REGISTRY:
-        raise KeyError(f"no exporter {key!r}; known: {', '.join(_REGISTRY)}")
-    return _REGISTRY[key]
+    exporter = _REGISTRY.find(key)
+    if exporter is None:
+        raise KeyError(f"no exporter {key!r}; known: {', '.join(_REGISTRY.keys())}")
+    return exporter
 
 
 def primary() -> Exporter:

@@ -10,59 +10,31 @@ Importing this package imports no TensorFlow (methods import tfmot inside ``appl
 
 from __future__ import annotations
 
-from compression.engine.registry import discover
 from compression.engine.methods.base import Method, StepConfig
+from compression.engine.registry import Registry
 from compression.errors import RecipeError
 
-_REGISTRY: dict[str, Method] = {}
-_LOADED = False
 
-
-def _discover() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    found = discover(__name__, __path__, "METHOD", Method)
-    for method in sorted(found, key=lambda m: (m.rank, m.name)):
-        register(method)
-
-
-def register(method: Method, *, replace: bool = False) -> Method:
-    """Add a method to the registry (a module's ``METHOD`` is added on first use)."""
-    if not isinstance(method, Method):
-        raise TypeError(f"{method!r} is not a compression.engine.methods.base.Method")
+def _check(method: Method) -> None:
     if not getattr(method, "name", "") or not method.name.isidentifier():
         raise ValueError(f"a method needs a name that is an identifier, not {getattr(method, 'name', None)!r}")
     if method.step_type.method != method.name:
         raise ValueError(f"{type(method).__name__}: its step type says method {method.step_type.method!r}, "
                          f"not {method.name!r}")
-    if method.name in _REGISTRY and not replace and _REGISTRY[method.name] is not method:
-        raise ValueError(f"a method named {method.name!r} is already registered")
-    _REGISTRY[method.name] = method
-    return method
 
 
-def unregister(name: str) -> None:
-    _REGISTRY.pop(name, None)
-
-
-def names() -> list[str]:
-    _discover()
-    return list(_REGISTRY)
-
-
-def all_methods() -> list[Method]:
-    _discover()
-    return list(_REGISTRY.values())
+_REGISTRY: Registry[Method] = Registry(__name__, __path__, "METHOD", Method, key=lambda m: m.name, check=_check)
+register = _REGISTRY.register  # a module's METHOD is added on first use; tests add their own
+unregister = _REGISTRY.unregister
+all_methods = _REGISTRY.all
+names = _REGISTRY.keys
 
 
 def get(name, where: str = "method") -> Method:
     """The method called ``name``; RecipeError naming the registered ones otherwise."""
-    _discover()
-    method = _REGISTRY.get(name) if isinstance(name, str) else None
+    method = _REGISTRY.find(name)
     if method is None:
-        raise RecipeError(where, f"{name!r} is not a method; known: {', '.join(_REGISTRY)}")
+        raise RecipeError(where, f"{name!r} is not a method; known: {', '.join(names())}")
     return method
 
 

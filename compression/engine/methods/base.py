@@ -224,6 +224,17 @@ def per_layer_value(value, layer: str, default):
     return value
 
 
+def per_layer_maps(step) -> dict[str, dict]:
+    """The per-layer maps a step sets, from its declarations: parameter name -> {layer: value}."""
+    return {name: getattr(step, name).as_dict() for name, p in params_of(type(step)).items()
+            if p.kind.startswith("per_layer") and isinstance(getattr(step, name), PerLayer)}
+
+
+def declared_default(step_type: type, name: str):
+    """The default a step type declares for ``name`` (what layers a per-layer map leaves out take)."""
+    return next(f.default for f in fields(step_type) if f.name == name)
+
+
 def parse_value(value, where: str, p: Param):
     if value is None:
         if p.nullable:
@@ -326,9 +337,14 @@ class StepConfig:
 
     def training(self) -> dict:
         """Keyword arguments for engine.models.fit."""
-        return {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
-                "lr_schedule": self.lr_schedule.value, "decay_rate": self.decay_rate,
-                "weight_decay": self.weight_decay}
+        return training_kwargs(self)
+
+
+def training_kwargs(config) -> dict:
+    """engine.models.fit's keyword arguments from anything with the training fields (a step, the baseline)."""
+    out = {name: getattr(config, name) for name in TRAINING_FIELDS}
+    out["lr_schedule"] = str(out["lr_schedule"])
+    return out
 
 
 def ordered_params(step_type: type) -> dict[str, Param]:

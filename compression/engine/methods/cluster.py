@@ -83,7 +83,7 @@ class Cluster(Method):
         import tf_keras
 
         from compression.engine.models import clone, fit, outputs_probabilities
-        from compression.engine.selection import check_layer_map, select
+        from compression.engine.selection import check_per_layer_maps, select
 
         clustering = tfmot.clustering.keras
         init = {
@@ -94,8 +94,7 @@ class Cluster(Method):
         }[step.cluster_centroids_init]
         base = clone(model)
         names = select(base, step.layers, f"{ctx.where}.layers")
-        if isinstance(step.number_of_clusters, PerLayer):
-            check_layer_map(base, step.number_of_clusters.as_dict(), f"{ctx.where}.number_of_clusters")
+        check_per_layer_maps(base, step, ctx.where)
         from compression.engine.metrics import kernel_of
         from compression.engine.methods.prune import skipped_layers
 

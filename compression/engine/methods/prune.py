@@ -13,6 +13,7 @@ from compression.engine.methods.base import (
     PerLayer,
     StepConfig,
     StepResult,
+    declared_default,
     param,
     per_layer_value,
 )
@@ -73,8 +74,8 @@ class PruneStep(StepConfig):
             m, n = self.sparsity_m_by_n
             return m / n
         if self.schedule == Schedule.CONSTANT_SPARSITY:
-            return per_layer_value(self.target_sparsity, layer, 0.5)
-        return per_layer_value(self.final_sparsity, layer, 0.8)
+            return per_layer_value(self.target_sparsity, layer, declared_default(PruneStep, "target_sparsity"))
+        return per_layer_value(self.final_sparsity, layer, declared_default(PruneStep, "final_sparsity"))
 
     @property
     def target(self) -> float:
@@ -91,7 +92,8 @@ class PruneStep(StepConfig):
             return f"{self.sparsity_m_by_n[0]}:{self.sparsity_m_by_n[1]} structured sparsity"
         value = self.target_sparsity if self.schedule == Schedule.CONSTANT_SPARSITY else self.final_sparsity
         if isinstance(value, PerLayer):
-            other = 0.5 if self.schedule == Schedule.CONSTANT_SPARSITY else 0.8
+            other = declared_default(PruneStep, "target_sparsity" if self.schedule == Schedule.CONSTANT_SPARSITY
+                                     else "final_sparsity")
             return ("per-layer sparsity (" + ", ".join(f"{k} {v:.0%}" for k, v in value.items)
                     + f", other layers {other:.0%})")
         return f"{value:.0%} sparsity"
@@ -181,15 +183,12 @@ class Prune(Method):
         import tf_keras
 
         from compression.engine.models import clone, fit, outputs_probabilities
-        from compression.engine.selection import check_layer_map, select
+        from compression.engine.selection import check_per_layer_maps, select
 
         sparsity = tfmot.sparsity.keras
         base = clone(model)
         names = select(base, step.layers, f"{ctx.where}.layers")
-        for key in ("final_sparsity", "target_sparsity"):
-            value = getattr(step, key)
-            if isinstance(value, PerLayer):
-                check_layer_map(base, value.as_dict(), f"{ctx.where}.{key}")
+        check_per_layer_maps(base, step, ctx.where)
         plan = schedule_plan(step, steps_per_epoch(len(ds.x_train), step.batch_size), ctx.where)
 
         def schedule_for(layer: str):
