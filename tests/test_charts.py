@@ -335,7 +335,8 @@ def test_a_valid_npz_is_stored_under_uploads(home):
     (_npz(x_train=np.array([{"a": 1}] * 4, dtype=object), y_train=np.zeros(4), x_test=np.zeros((2, 2)),
           y_test=np.zeros(2)), "pickles"),
     (b"PK\x03\x04 this is not a zip", "not a readable .npz"),
-])
+], ids=lambda v: v if isinstance(v, str) else "")  # named by the message: zip bytes hold a timestamp, and
+# xdist's workers must collect the same test ids
 def test_a_wrong_npz_is_refused_and_leaves_the_workspace_as_it_was(home, content, message):
     before = _files(home)
     with pytest.raises(uploads.UploadError, match=message):
@@ -358,7 +359,8 @@ def test_an_oversize_file_is_refused_while_streaming(home, monkeypatch):
     (b"\x89HDF\r\n\x1a\n" + bytes(100), "m.h5", "damaged HDF5"),
     (b"hello", "m.h5", "not an HDF5 file"),
     (b"hello", "m.pkl", "must be a .keras or .h5"),
-])
+], ids=["not-a-zip", "no-weights", "lambda", "damaged-hdf5", "not-hdf5", "wrong-suffix"])  # zip bytes hold a
+# timestamp: named ids keep the two xdist workers' collections identical
 def test_a_corrupt_or_hostile_model_is_refused(home, content, name, message):
     with pytest.raises(uploads.UploadError, match=message):
         uploads.save_upload(content, name, "model", home, deep=False)
