@@ -178,8 +178,8 @@ def run_item(item: dict, runs_dir: Path, log) -> dict:
 def rows_for(item: dict, report: dict, runs_dir: Path, log) -> list[Row]:
     """The run's own row, plus (for presets) the baseline's float and int8 files and the other
     export modes of the final model."""
-    from compression import data
-    from compression.choices import ExportMode
+    from compression.inputs import data
+    from compression.recipe.choices import ExportMode
     from compression.engine import models
     from compression.engine.export import to_tflite
     from compression.recipe import Recipe

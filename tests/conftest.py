@@ -11,6 +11,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Two test workers train at once: latency is timed at once (and flagged as not quiet) instead of waiting.
+os.environ.setdefault("COMPRESSION_LATENCY_WAIT_S", "0")
+# A page that shows "Something went wrong" fails its test: the page helper re-raises instead.
+os.environ.setdefault("COMPRESSION_PAGE_RAISE", "1")
+# No test touches the user's own workspace (~/.compression), nor starts a worker there by accident.
+if "COMPRESSION_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["COMPRESSION_HOME"] = tempfile.mkdtemp(prefix="compression-tests-")
 
 import compression  # noqa: E402,F401
 

@@ -17,7 +17,7 @@ from compression.engine.metrics import histogram  # noqa: E402  (numpy only: the
 from compression.studio import charts, dashboard, uploads  # noqa: E402
 from compression.errors import RecipeError  # noqa: E402
 from compression.store.runs import ResultsError, load_run, try_load_run  # noqa: E402
-from synthetic import make_workspace  # noqa: E402
+from synthetic import make_workspace, recall_from_predictions  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +103,17 @@ def test_architecture_table(run):
 def test_recall_shift_marks_the_class_that_lost(run):
     df = charts.recall_df(run.report)
     worst = df.sort_values("shift").iloc[0]
-    assert worst["class"] == "8" and worst["direction"] == "worse"
+    base, final = recall_from_predictions(run.run_dir)  # recomputed from the predictions
+    assert worst["class"] == str(int(np.argmin(final - base))) and worst["direction"] == "worse"
+    assert worst["shift"] == pytest.approx(float(np.min(final - base)))
 
 
 def test_recall_is_recomputed_from_predictions_when_the_report_lacks_it(run):
     report = json.loads(json.dumps(run.report))
     del report["final"]["per_class_recall"]
     df = charts.recall_df(report, run.predictions)
-    assert len(df) == 10 and df.loc[df["class"] == "8", "shift"].iloc[0] < -0.2
+    base, final = recall_from_predictions(run.run_dir)
+    assert len(df) == 10 and df["shift"].to_numpy() == pytest.approx(final - base)
 
 
 def test_changed_samples_are_upscaled_and_captioned(run):
@@ -145,12 +148,12 @@ def test_the_engine_binning_lists_few_distinct_values():
 
 
 def test_centroids_of_the_clustered_stage(run):
-    stages = charts.clustered_stages(run.weights, "dense")
+    stages = charts.clustered_stages(run.weights, "fc1")
     assert stages[0] == "2 cluster"
-    cents = charts.centroids_df(run.weights, "dense", "2 cluster")
+    cents = charts.centroids_df(run.weights, "fc1", "2 cluster")
     assert (cents["kind"] == "zero (pruned)").sum() == 1
     assert 2 <= (cents["kind"] == "centroid").sum() <= 16
-    assert cents["count"].sum() == 64 * 256
+    assert cents["count"].sum() == 64 * 300
 
 
 def test_pareto_mask():
@@ -164,12 +167,12 @@ def test_pareto_mask():
 
 def test_every_results_chart_compiles_with_tooltips(run):
     w = run.weights
-    hist = charts.histogram_df(w, "dense", ["0 baseline", "final TFLite"])
-    zeros = charts.zeros_df(w, "dense", ["0 baseline", "final TFLite"])
+    hist = charts.histogram_df(w, "fc1", ["0 baseline", "final TFLite"])
+    zeros = charts.zeros_df(w, "fc1", ["0 baseline", "final TFLite"])
     built = [
         charts.weight_histogram_chart(hist, zeros),
         charts.weight_histogram_chart(hist, zeros, log_scale=True),
-        charts.centroid_chart(charts.histogram_df(w, "dense", ["1 prune"]), charts.centroids_df(w, "dense", "2 cluster")),
+        charts.centroid_chart(charts.histogram_df(w, "fc1", ["1 prune"]), charts.centroids_df(w, "fc1", "2 cluster")),
         charts.sparsity_chart(charts.sparsity_df(run.report)),
         charts.size_chart(charts.sizes_df(run.report)),
         charts.latency_chart(charts.latency_df(run.report)),
@@ -181,8 +184,8 @@ def test_every_results_chart_compiles_with_tooltips(run):
 
 
 def test_log_scale_drops_empty_bins_and_keeps_zeros_visible(run):
-    hist = charts.histogram_df(run.weights, "dense", ["final TFLite"])
-    zeros = charts.zeros_df(run.weights, "dense", ["final TFLite"])
+    hist = charts.histogram_df(run.weights, "fc1", ["final TFLite"])
+    zeros = charts.zeros_df(run.weights, "fc1", ["final TFLite"])
     spec = charts.weight_histogram_chart(hist, zeros, log_scale=True).to_dict()
     bars = spec["hconcat"][0]
     assert bars["encoding"]["y"]["scale"]["type"] == "log"
@@ -395,7 +398,7 @@ def test_schedule_warnings_catch_a_mask_that_never_updates(ws):
 def test_the_engine_check_in_a_subprocess_refuses_damaged_weights(home, tmp_path):
     """The cheap checks pass a .keras file whose weights are cut short; the engine's full load does not."""
     pytest.importorskip("compression.engine.models")
-    code = ("import compression, sys; from compression.engine import models; from compression.choices import Arch; "
+    code = ("import compression, sys; from compression.engine import models; from compression.recipe.choices import Arch; "
             "models.save(models.build(Arch.LENET_300_100, (8, 8, 1), 10), sys.argv[1])")
     import subprocess
 

@@ -5,7 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from compression import data
+from compression.inputs import data
 from compression.errors import DatasetError
 from conftest import make_arrays
 
@@ -124,3 +124,31 @@ def test_corrupt_npz_is_refused(tmp_path):
         data.load_npz(path)
     with pytest.raises(DatasetError, match="does not exist"):
         data.load_npz(tmp_path / "nowhere.npz")
+
+
+# --- fitting samples to a model's input: one definition, the same as TensorFlow's ------------------
+
+
+def test_bilinear_resizing_equals_tensorflows():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 9, 7, 2)).astype(np.float32)
+    for size in [(4, 5), (16, 12), (9, 7), (3, 20)]:
+        ours = data.resize_bilinear(x, *size)
+        theirs = tf.image.resize(x, size, method="bilinear").numpy()
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_the_adaptation_spec_is_applied_the_same_way_everywhere():
+    x = np.random.default_rng(1).random((5, 8, 8)).astype(np.float32)
+    spec = data.adaptation((8, 8), (12, 12, 3))
+    assert spec["kind"] == "pad" and spec["pad"] == [2, 2] and "zero-padded to 12x12" in spec["sentence"]
+    out = data.adapt_samples(x, spec)
+    assert out.shape == (5, 12, 12, 3)
+    np.testing.assert_array_equal(out[:, 2:10, 2:10, 0], x)
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])
+    assert data.adapt_samples(x, data.adaptation((8, 8), (64,))).shape == (5, 64)
+    assert data.adapt_samples(x, data.adaptation((8, 8), (4, 4, 1))).shape == (5, 4, 4, 1)
+    with pytest.raises(Exception, match="only images can be adapted"):
+        data.adaptation((8, 8), (10,))

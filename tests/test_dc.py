@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from compression import dc
-from compression.__main__ import main
+from compression.cli.main import main
 from compression.dc import huffman
 from compression.dc.container import MAGIC
+from compression.tflite import layer_of
+from compression.tflite import read as read_tflite
 from compression.errors import ContainerError, TFLiteFileError
 from compression.studio import charts
 
@@ -96,7 +98,7 @@ def exports():
 
 @pytest.fixture(scope="module")
 def encoded(exports):
-    return {key: dc.encode(tfl) for key, tfl in exports.items()}
+    return {key: dc.encode(tfl, ["fc1", "output"]) for key, tfl in exports.items()}
 
 
 def test_reader_agrees_with_tensorflow(exports):
@@ -104,7 +106,7 @@ def test_reader_agrees_with_tensorflow(exports):
 
     for key in [("plain", "float32"), ("clustered", "int8_full")]:
         tfl = exports[key]
-        mine = dc.read_tflite(tfl)
+        mine = read_tflite(tfl)
         ref = flatbuffer_utils.convert_bytearray_to_object(bytearray(tfl))
         assert [b.length for b in mine.buffers] == [0 if b.data is None else len(b.data) for b in ref.buffers]
         for b in mine.buffers:
@@ -124,10 +126,14 @@ def test_round_trip_is_byte_identical(exports, encoded, variant, mode):
     assert hashlib.sha256(dc.decode(blob)).digest() == hashlib.sha256(tfl).digest()
     assert acc["dc_bytes"] == len(blob) and acc["tflite_bytes"] == len(tfl)
     assert acc["graph_bytes"] + sum(t["bytes"] for t in acc["tensors"]) == len(blob)
-    assert {t["layer"] for t in dc.with_layers(acc, ["fc1", "output"])["tensors"]} == {"fc1", "output"}
+    assert [t["layer"] for t in acc["tensors"]] == ["fc1", "output"]  # the one matcher, in model order
     for t in acc["tensors"]:
         assert t["index_bytes"] + t["weight_bytes"] + t["codebook_bytes"] == t["bytes"]
         assert t["encoding"] in ("sparse", "dense", "raw")
+        # bits are counted per what each encoding stores: per kept weight when sparse, per weight otherwise
+        per = t["weights"] * t["kept_pct"] / 100 if t["encoding"] == "sparse" else t["weights"]
+        assert t["bits_per"] == ("kept weight" if t["encoding"] == "sparse" else "weight")
+        assert t["weight_bits"] == pytest.approx(8 * t["weight_bytes"] / per, rel=1e-3)
         if variant == "clustered":
             assert 5 < t["kept_pct"] < 15
             assert t["encoding"] == "sparse" or t["weights"] < 2000  # the 1280-weight output may go raw
@@ -158,9 +164,10 @@ def test_sparse_clustered_files_beat_zip(exports, encoded):
 
 def test_layer_names_from_tensor_names():
     names = ["fc1", "fc2", "output"]
-    assert dc.layer_of("sequential/fc1/MatMul", names) == "fc1"
-    assert dc.layer_of("model/quant_fc2/MatMul;model/quant_fc2/BiasAdd", names) == "fc2"
-    assert dc.layer_of("model/flatten/Reshape", names) is None
+    assert layer_of("sequential/fc1/MatMul", names) == "fc1"
+    assert layer_of("model/quant_fc2/MatMul;model/quant_fc2/BiasAdd", names) == "fc2"
+    assert layer_of("model/flatten/Reshape", names) is None
+    assert layer_of("m/dw_relu/Relu6;m/bn/FusedBatchNormV3;m/fc1/depthwise", names) == "fc1"
 
 
 # --- damaged files --------------------------------------------------------------------------------
@@ -242,7 +249,7 @@ def test_unpack_command(tmp_path, encoded, exports, capsys):
 
     bad = tmp_path / "bad.dc"
     bad.write_bytes(blob[: len(blob) // 2])
-    code = ("import sys; from compression.__main__ import main; rc = main(sys.argv[1:]); "
+    code = ("import sys; from compression.cli.main import main; rc = main(sys.argv[1:]); "
             "assert 'tensorflow' not in sys.modules, 'unpack imported TensorFlow'; sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code, "unpack", str(bad), "--out", str(tmp_path / "x.tflite")],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -255,13 +262,16 @@ def test_unpack_command(tmp_path, encoded, exports, capsys):
 
 
 def test_where_the_bits_go_chart(encoded):
+    from compression.recipe import exporters
+
+    spec_of = exporters.get("dc").accounting
     _, acc = encoded[("clustered", "float32")]
-    acc = dc.with_layers(acc, ["fc1", "output"])
-    table = charts.dc_bits_table(acc)
-    assert list(table["layer"]) == ["fc1", "output", charts.DC_GRAPH]
+    table = charts.accounting_table(spec_of, acc)
+    rest = spec_of.rest[0]
+    assert list(table["layer"]) == ["fc1", "output", rest]
     assert table["bytes"].sum() == acc["dc_bytes"]
-    spec = charts.dc_bits_chart(acc).to_dict()
+    spec = charts.accounting_chart(spec_of, acc, "model.dc").to_dict()
     rows = next(iter(spec["datasets"].values()))
-    assert {r["layer"] for r in rows} == {"fc1", "output", charts.DC_GRAPH}
+    assert {r["layer"] for r in rows} == {"fc1", "output", rest}
     assert {r["kind"] for r in rows if r["layer"] == "fc1"} == {"index", "weights", "codebook"}
     assert sum(r["bytes"] for r in rows) == acc["dc_bytes"]

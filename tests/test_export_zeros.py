@@ -5,7 +5,7 @@ import numpy as np
 import compression  # noqa: F401
 
 from compression import dc
-from compression.choices import ExportMode
+from compression.recipe.choices import ExportMode
 
 
 def test_negative_zeros_export_as_zeros_and_the_container_codes_them_sparse():

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before tf_keras)
-from compression import data, limits, modelfile
-from compression.__main__ import main as cli_main
+from compression.inputs import data, limits, modelfile
+from compression.cli.main import main as cli_main
 from compression.errors import DatasetError, ModelLoadError, RecipeError, UserError
 from compression.recipe import Recipe
 from compression.studio import uploads

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import compression  # noqa: F401
-from compression import __main__ as cli
+from compression.cli import main as cli
 from compression import jobs
 from compression.errors import RecipeError, UserError
 from compression.jobs import execute, queue, records
@@ -101,7 +101,7 @@ def test_readers_never_see_a_torn_status_file(tmp_path):
             data = json.loads(path.read_text())  # a torn file would not parse
             assert len(data["body"]) == data["length"]
             seen.add(data.get("n"))
-            rec = runs.read_status(folder)
+            rec = records.read_status(folder)
             assert rec is not None and rec.id == "20260101-000000-abcdef" and not rec.is_damaged
         assert len(seen) > 5, "the writer did not get going; the test proved nothing"
     finally:
@@ -324,7 +324,7 @@ def test_a_full_disk_at_the_final_write_never_leaves_the_job_running(home, npz, 
     real = records.write_raw
 
     def full_disk_for_final_states(folder, data, fsync=False):
-        if data.get("state") in runs.FINAL_STATES:
+        if data.get("state") in records.FINAL_STATES:
             raise OSError(errno.ENOSPC, "No space left on device", str(folder / "status.json"))
         return real(folder, data, fsync)
 

@@ -19,7 +19,7 @@ import pytest
 import tf_keras
 
 from conftest import make_arrays, tiny_recipe
-from compression import data
+from compression.inputs import data
 from compression.engine import keras3, models
 from compression.errors import ModelLoadError
 
@@ -253,7 +253,8 @@ def test_a_converted_resnet_is_pruned_clustered_and_quantized_to_int8(k3, record
 def test_images_are_padded_and_channel_tiled_with_a_sentence(tiny_npz):
     ds = data.load_npz(tiny_npz)  # 8x8 samples
     model = models.build("resnet_20", (12, 12, 3), 10)
-    adapted, sentence = models.adapt_input(model, ds, "m.keras")
+    adapted, spec = models.adapt_input(model, ds, "m.keras")
+    sentence = spec["sentence"]
     assert adapted.x_train.shape[1:] == (12, 12, 3)
     assert "zero-padded to 12x12 (2 pixels above, 2 below, 2 left, 2 right)" in sentence
     assert "single channel copied to 3 channels" in sentence
@@ -262,8 +263,8 @@ def test_images_are_padded_and_channel_tiled_with_a_sentence(tiny_npz):
     np.testing.assert_array_equal(x[..., 0], x[..., 2])
     assert not x[:2].any() and not x[:, 10:].any()
     smaller = models.build("resnet_20", (4, 4, 1), 10)
-    shrunk, sentence = models.adapt_input(smaller, ds, "m.keras")
-    assert shrunk.x_test.shape[1:] == (4, 4, 1) and "resized to 4x4 (bilinear)" in sentence
+    shrunk, spec = models.adapt_input(smaller, ds, "m.keras")
+    assert shrunk.x_test.shape[1:] == (4, 4, 1) and "resized to 4x4 (bilinear)" in spec["sentence"]
 
 
 def test_inputs_that_are_not_images_are_refused_saying_what_the_model_expects(tiny_npz):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tf_keras
 
-from compression import data
+from compression.inputs import data
 from compression.engine import models
 from compression.errors import ModelLoadError
 

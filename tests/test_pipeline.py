@@ -12,15 +12,11 @@ from compression.errors import Cancelled, DatasetError, RecipeError
 from compression.engine.pipeline import run_recipe
 from compression.recipe import Recipe
 from conftest import tiny_recipe
+from independent import distinct_per_channel, litert_kernels
 
 PRUNE = {"method": "prune", "initial_sparsity": 0.5, "final_sparsity": 0.8, "epochs": 2, "batch_size": 32}
 CLUSTER = {"method": "cluster", "number_of_clusters": 8, "epochs": 1, "batch_size": 32, "learning_rate": 1e-4}
 QUANTIZE = {"method": "quantize", "epochs": 1, "batch_size": 64}
-
-
-def file_kernels(run_dir, report):
-    names = [row["name"] for row in report["baseline"]["metrics"]["layers"]]
-    return metrics.tflite_weights((run_dir / "model.tflite").read_bytes(), names)
 
 
 def max_unique(m):
@@ -50,15 +46,21 @@ def test_prune_cluster_qat_runs_as_pcqat_and_keeps_everything(pcqat_run):
     assert report["undone"] == []
 
 
-def test_final_figures_are_read_from_the_file_itself(pcqat_run):
+def test_final_figures_agree_with_what_litert_reads_from_the_file(pcqat_run):
+    """Checked against LiteRT's own op and tensor details, not against the studio's reader."""
     out, report, _ = pcqat_run
-    kernels = file_kernels(out, report)
-    assert [k.name for k in kernels] == ["fc1", "fc2", "output"]
-    for k, row in zip(kernels, report["final"]["layers"]):
-        assert k.kernel.dtype == np.int8  # quantized in the file
-        assert row["sparsity"] == pytest.approx(1 - np.count_nonzero(k.kernel) / k.kernel.size)
-        assert row["unique_values"] == np.unique(k.kernel).size  # one unit: distinct values in the layer
-        assert row["unique_values_per_channel"] == metrics.unique_per_channel(k.kernel, k.channel_axis)
+    found = litert_kernels((out / "model.tflite").read_bytes())
+    assert [k["op"] for k in found] == ["FULLY_CONNECTED"] * 3  # fc1, fc2, output in graph order
+    for k, row in zip(found, report["final"]["layers"]):
+        assert k["dtype"] == np.int8  # quantized in the file
+        zeros = float(np.mean(k["values"] == 0))
+        # every zero in the file is either pruned or rounded to zero by the quantizer, never both
+        assert row["sparsity"] + row["zeros_rounded"] == pytest.approx(zeros, abs=1e-9)
+        assert row["sparsity"] == pytest.approx(0.8, abs=0.01) and row["revived"] == 0
+        assert row["unique_values"] == np.unique(k["values"]).size  # distinct values in the whole layer
+        per_channel = k["per_channel_axis"] is not None
+        assert row["unique_values_per_channel"] == (distinct_per_channel(k["values"], k["per_channel_axis"])
+                                                    if per_channel else None)
     assert report["final"]["tflite_bytes"] == (out / "model.tflite").stat().st_size
     # int8 weights: about a quarter of the float32 baseline file
     assert report["final"]["tflite_bytes"] < 0.4 * report["baseline"]["metrics"]["tflite_bytes"]
@@ -107,7 +109,7 @@ def test_dashboard_files_hold_histograms_and_predictions(pcqat_run, tiny_npz):
     forgotten = [i for i in changed if base[i] == y[i]]
     others = [i for i in changed if base[i] != y[i]]
     assert list(idx) == (forgotten + others)[:64]
-    from compression import data
+    from compression.inputs import data
 
     ds = data.load_npz(tiny_npz)
     assert images.dtype == np.uint8 and images.shape == (len(idx), 8, 8)
@@ -159,14 +161,19 @@ def test_the_input_contract_travels_with_the_report(pcqat_run):
 
 
 def test_a_layer_the_file_reader_misses_fails_the_measurement_by_name(pcqat_run, tiny_npz, monkeypatch):
-    from compression import data
-    from compression.choices import ExportMode
+    from compression.inputs import data
+    from compression.recipe.choices import ExportMode
     from compression.engine import measure
 
     out, report, _ = pcqat_run
-    real = metrics.tflite_weights
-    monkeypatch.setattr(metrics, "tflite_weights", lambda tfl, names: [lw for lw in real(tfl, names)
-                                                                        if lw.name != "fc2"])
+    real = metrics.read_weights
+
+    def without_fc2(tfl, names):
+        found = real(tfl, names)
+        found.layers = [lw for lw in found.layers if lw.name != "fc2"]
+        return found
+
+    monkeypatch.setattr(metrics, "read_weights", without_fc2)
     with pytest.raises(measure.MeasurementError, match="layer fc2 in the exported TFLite file"):
         measure.measure_file((out / "model.tflite").read_bytes(), data.load_npz(tiny_npz), 1,
                              ["fc1", "fc2", "output"], ExportMode.INT8_DYNAMIC)
@@ -194,7 +201,7 @@ def test_the_exported_file_runs_in_litert(pcqat_run, tiny_npz):
 
 
 def test_loaded_baseline_with_pqat_and_full_int8_keeps_sparsity(tiny_npz, tmp_path):
-    from compression import data
+    from compression.inputs import data
     from compression.engine import models
 
     ds = data.load_npz(tiny_npz)
@@ -255,66 +262,12 @@ def test_a_missing_dataset_file_is_a_user_error(tmp_path):
     assert not (tmp_path / "run" / "report.json").exists()
 
 
-# --- adding a method is one module: a throwaway one goes through validation, planning and the run
-
-
-def test_a_registered_throwaway_method_runs_through_validation_planning_and_the_pipeline(tiny_npz, tmp_path):
-    from dataclasses import dataclass
-
-    from compression.engine import methods
-    from compression.engine.methods.base import Method, StepConfig, StepResult, param
-    from compression.ordering import plan
-
-    @dataclass(frozen=True)
-    class HalveStep(StepConfig):
-        method = "halve"
-        factor: float = param(0.5, "multiply every kernel by this", lo=0, hi=1, lo_open=True)
-
-    class Halve(Method):
-        name = "halve"
-        title = "Halve"
-        help = "Scales every kernel down (a stand-in for a new method)."
-        step_type = HalveStep
-        undoes = {"cluster": "scaling after clustering moves the centroids"}
-        variants = {"halve": "Halving the kernels"}
-
-        def apply(self, model, ds, step, ctx):
-            from compression.engine.models import clone
-
-            out = clone(model)
-            for layer in out.layers:
-                if getattr(layer, "kernel", None) is not None:
-                    layer.kernel.assign(layer.kernel * step.factor)
-            return StepResult(out, [f"scaled by {step.factor}"], {"factor": {"target": step.factor,
-                                                                             "achieved": step.factor}})
-
-    methods.register(Halve())
-    try:
-        with pytest.raises(RecipeError, match=r"steps\[1\]\.factor: 2 is outside \(0, 1\]"):
-            Recipe.from_dict(tiny_recipe(tiny_npz, [PRUNE, {"method": "halve", "factor": 2}]))
-        with pytest.raises(RecipeError, match="halve after cluster is refused: scaling after clustering"):
-            Recipe.from_dict(tiny_recipe(tiny_npz, [CLUSTER, {"method": "halve"}]))
-        recipe = Recipe.from_dict(tiny_recipe(tiny_npz, [PRUNE, {"method": "halve", "factor": 0.25}],
-                                              baseline={"arch": "lenet_300_100", "epochs": 1, "batch_size": 32}))
-        assert [p.variant for p in plan(recipe)] == ["prune", "halve"]
-        report = run_recipe(recipe, tmp_path)
-        stage = report["stages"][1]
-        assert stage["method"] == "halve" and stage["notes"] == ["scaled by 0.25"]
-        assert stage["stats"]["factor"]["achieved"] == 0.25
-        assert stage["metrics"]["sparsity"] == pytest.approx(0.8, abs=0.01)  # pruning's zeros stay zeros
-        assert json.loads((tmp_path / "report.json").read_text())["stages"][1]["method"] == "halve"
-    finally:
-        methods.unregister("halve")
-    with pytest.raises(RecipeError, match="'halve' is not a method"):
-        Recipe.from_dict(tiny_recipe(tiny_npz, [{"method": "halve"}]))
-
-
 @pytest.mark.parametrize("steps, export", [([], "float32"), ([QUANTIZE], "int8_full")])
 def test_a_studio_baseline_exports_a_file_that_takes_raw_pixel_values(tmp_path, steps, export):
     """digits pixels are 0..16: the file divides by 16 itself, so an app feeds it what an image holds."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from compression import data
+    from compression.inputs import data
 
     recipe = Recipe.from_dict({"name": "raw", "dataset": "digits", "max_train_samples": 300, "latency_runs": 2,
                                "baseline": {"arch": "lenet_300_100", "epochs": 3, "batch_size": 32},
@@ -346,3 +299,56 @@ def test_a_studio_baseline_exports_a_file_that_takes_raw_pixel_values(tmp_path, 
     tried = [p.label for p in tryit.predict(tmp_path / "model.tflite", x01[:20])]
     assert tried == list(preds[:20])
     assert report["final"]["accuracy"] > 0.5  # 300 samples, 3 epochs: learnt, if not well
+
+
+# --- the page tests' fixtures are what the engine writes ---------------------------------------------
+
+
+def _shape(value):
+    """The key tree of a report: dict keys recursively, a list by its first element."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value and isinstance(value[0], (dict, list)) else []
+    return None
+
+
+def test_the_page_fixtures_have_the_shape_the_engine_writes_today(pcqat_run):
+    """tests/fixtures/runs/ hold real runs; when the report's shape changes, make them again with
+    python tests/fixtures/make_fixtures.py (the page and chart tests run on them)."""
+    from pathlib import Path
+
+    _out, report, _ = pcqat_run
+    fixture = json.loads((Path(__file__).parent / "fixtures" / "runs" / "compress" / "report.json").read_text())
+    ours, theirs = _shape(json.loads(json.dumps(report))), _shape(fixture)
+    for part in ("baseline", "stages", "final", "input", "dataset", "artifacts"):
+        assert ours[part] == theirs[part], f"report.json's {part} changed shape: run tests/fixtures/make_fixtures.py"
+
+
+# --- nested models: walked, and refused by the methods in one line ---------------------------------
+
+
+def test_a_nested_model_is_measured_through_and_refused_by_the_methods(tiny_npz, tmp_path):
+    import tf_keras
+
+    from compression.engine import measure, models
+    from compression.engine.methods.base import MethodContext
+    from compression.engine import methods as executors
+    from compression.inputs import data
+    from compression.recipe import methods
+
+    ds = data.load_npz(tiny_npz)
+    inner = tf_keras.Sequential([tf_keras.layers.Dense(32, activation="relu", name="inner_fc")], name="backbone")
+    x = inp = tf_keras.Input((8, 8))
+    x = tf_keras.layers.Flatten()(x)
+    x = inner(x)
+    out = tf_keras.layers.Dense(10, activation="softmax", name="head")(x)
+    model = tf_keras.Model(inp, out)
+    assert measure.kernel_names(model) == ["inner_fc", "head"]  # walked into the nested model
+    m = measure.measure_keras(model, ds, "float32", 2, qat=False)
+    assert [row["name"] for row in m.metrics["layers"]] == ["inner_fc", "head"]
+    step = methods.step_type("prune").from_dict({"method": "prune", "epochs": 1}, "steps[0]")
+    ctx = MethodContext(baseline=model, initial_weights=None, earlier=[], variant="prune", where="steps[0]")
+    with pytest.raises(RecipeError, match=r"^steps\[0\]\.layers: layer inner_fc sits inside a nested model"):
+        executors.get("prune").apply(model, ds, step, ctx)
+    del models

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from compression.ordering import plan
+from compression.recipe.ordering import plan
 from compression.recipe import Recipe, RecipeError, training_epochs
 
 BASE = {"dataset": "mnist", "baseline": {"arch": "lenet_300_100"}}

@@ -9,7 +9,8 @@ from pathlib import Path
 import streamlit as st
 
 from compression.errors import UserError
-from compression.store.runs import RunResult, load_run, read_json
+from compression.store.runs import RunResult, load_run
+from compression.store.workspace import read_json
 from compression.studio import dashboard, health
 
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:", "succeeded": ":material/check_circle:",
@@ -20,19 +21,33 @@ PAGES = {
 }
 
 
+# Error boxes: PAGE_ERROR_ICON only where the page itself failed (the tests fail on any of these);
+# content that happens to be an error (a health alarm, a failed job's reason, a refused input) has its own.
+PAGE_ERROR_ICON = ":material/error:"
+ALARM_ICON = ":material/warning:"
+FAILED_ICON = ":material/cancel:"
+REFUSED_ICON = ":material/block:"
+RAISE_ENV = "COMPRESSION_PAGE_RAISE"  # set by the tests: a page error fails the test instead of showing
+
+
 def page(fn):
-    """Run a page body; any error becomes a one-line message in the page, never a traceback."""
+    """Run a page body; any error becomes a one-line message in the page, never a traceback.
+
+    Under COMPRESSION_PAGE_RAISE=1 (the tests) an unexpected error is raised instead, so that no page
+    test can pass over a page that shows "Something went wrong"."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            st.error(str(e), icon=":material/error:")
+            st.error(str(e), icon=PAGE_ERROR_ICON)
         except Exception as e:  # noqa: BLE001  (the page must stay usable)
+            if os.environ.get(RAISE_ENV, "") not in ("", "0"):
+                raise
             first = str(e).splitlines()[0] if str(e) else ""
             st.error(f"Something went wrong: {type(e).__name__}{': ' + first if first else ''}. "
-                     "Reload the page; if it persists, the run folder may be damaged.", icon=":material/error:")
+                     "Reload the page; if it persists, the run folder may be damaged.", icon=PAGE_ERROR_ICON)
 
     return wrapper
 
@@ -41,7 +56,7 @@ def jobs_or_stop() -> list[dict]:
     try:
         return dashboard.list_jobs()
     except Exception as e:  # noqa: BLE001
-        st.error(f"Cannot read the job list: {e}")
+        st.error(f"Cannot read the job list: {e}", icon=PAGE_ERROR_ICON)
         st.stop()
 
 
@@ -121,7 +136,7 @@ def show_findings(findings: list[health.Finding]) -> None:
     """The red box at the top of Results: every alarm with its likely causes and fixes."""
     if not findings:
         return
-    st.error("\n\n".join(f.to_markdown() for f in findings), icon=":material/warning:")
+    st.error("\n\n".join(f.to_markdown() for f in findings), icon=ALARM_ICON)
 
 
 # --- read-only mode ----------------------------------------------------------------------------

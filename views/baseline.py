@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from compression.studio import charts, dashboard, uploads
-from compression.choices import Arch, DatasetName, ExportMode, options
+from compression.recipe.choices import Arch, DatasetName, ExportMode, options
 from compression.errors import UserError
 from views._ui import PAGES, jobs_or_stop, page, read_only, read_only_note, state_badge, try_cached_run
 
@@ -163,7 +163,7 @@ def _your_baselines(jobs: list[dict]):
         _show_baseline(job)
     else:
         st.markdown(state_badge(job))
-        st.error(job.get("error") or f"The job {job.get('state')}.")
+        st.error(job.get("error") or f"The job {job.get('state')}.", icon=":material/cancel:")
         st.page_link(PAGES["runs"], label="See its log on the Runs page", query_params={"job": job_id})
 
 

@@ -2,30 +2,34 @@
 
 import streamlit as st
 
+from compression.recipe import figures
 from compression.studio import charts, dashboard, health
 from views._ui import PAGES, cached_report, findings_for, jobs_or_stop, page
 
-SUMMARY_COLUMNS = {
-    "alarm": st.column_config.TextColumn("⚠", width="small", pinned=True,
-                                         help="⚠: the run failed a health check (at chance, lost more than the "
-                                              "threshold, or a class collapsed); its Results page says why"),
-    "run": st.column_config.TextColumn("Run", width="medium", pinned=True),
-    "steps": st.column_config.TextColumn("Steps"),
-    "export": st.column_config.TextColumn("Export", width="small"),
-    "accuracy": st.column_config.TextColumn("Accuracy", width="small"),
-    "baseline_accuracy": st.column_config.TextColumn("Its baseline", width="small"),
-    "tflite_zip": st.column_config.TextColumn("TFLite zip", width="small"),
-    "dc": st.column_config.TextColumn("model.dc", width="small",
-                                      help="the Deep Compression container (lossless; unpack restores the TFLite file)"),
-    "tflite": st.column_config.TextColumn("TFLite", width="small"),
-    "keras_zip": st.column_config.TextColumn("Keras zip", width="small",
-                                             help="the last stage's zipped Keras file; – for a baseline-only run's export"),
-    "latency": st.column_config.TextColumn("Latency (ms)", width="small"),
-    "sparsity": st.column_config.TextColumn("Sparsity", width="small"),
-    "unique_values": st.column_config.TextColumn("Distinct values", width="small"),
-    "pareto": st.column_config.CheckboxColumn("Pareto", width="small",
-                                              help="no other run is both smaller (zipped) and more accurate"),
-}
+def summary_columns() -> dict:
+    """Column settings of the comparison table (keys: charts.compare_columns), sizes from the declarations."""
+    cols = {
+        "alarm": st.column_config.TextColumn("⚠", width="small", pinned=True,
+                                             help="⚠: the run failed a health check (at chance, lost more than the "
+                                                  "threshold, or a class collapsed); its Results page says why"),
+        "run": st.column_config.TextColumn("Run", width="medium", pinned=True),
+        "steps": st.column_config.TextColumn("Steps"),
+        "export": st.column_config.TextColumn("Export", width="small"),
+        "accuracy": st.column_config.TextColumn("Accuracy", width="small"),
+        "baseline_accuracy": st.column_config.TextColumn("Its baseline", width="small"),
+    }
+    for fig in charts.compare_figures():
+        cols[charts._short(fig.field)] = st.column_config.TextColumn(fig.label, width="small", help=fig.help)
+    cols.update({
+        "latency": st.column_config.TextColumn("Latency (ms)", width="small"),
+        "sparsity": st.column_config.TextColumn("Sparsity", width="small"),
+        "unique_values": st.column_config.TextColumn("Distinct values", width="small",
+                                                     help="most distinct kernel values in one layer (per channel "
+                                                          "where the file quantizes per channel)"),
+        "pareto": st.column_config.CheckboxColumn("Pareto", width="small",
+                                                  help="no other run is both smaller (zipped) and more accurate"),
+    })
+    return cols
 
 
 def _html(loaded):
@@ -66,18 +70,18 @@ def main():
     if not loaded:
         return
     df = charts.compare_df(loaded)
-    st.dataframe(charts.compare_display(df, marks), hide_index=True, width="stretch", column_config=SUMMARY_COLUMNS)
+    st.dataframe(charts.compare_display(df, marks), hide_index=True, width="stretch", column_config=summary_columns())
     if any(marks):
         st.caption("⚠ marks runs that failed a health check; open them on the Results page to see why.")
     st.download_button("Download report (HTML, works offline)", lambda: _html(loaded), file_name="compare-runs.html",
                        mime="text/html", icon=":material/description:", key="cmp_html")
 
-    sizes = ["tflite_zip_bytes", "dc_bytes", "tflite_bytes"] if df["dc_bytes"].notna().any() else \
-        ["tflite_zip_bytes", "tflite_bytes"]
-    size_field = st.segmented_control("Compressed size", sizes, default="tflite_zip_bytes",
-                                      format_func=lambda f: charts.MEASURE_LABELS[f], key="cmp_size") or "tflite_zip_bytes"
-    if size_field != "tflite_zip_bytes":
-        df = df[df[size_field].notna()]  # runs made before model.dc existed have no such size
+    sizes = [charts.PARETO_SIZE] + [f.field for f in figures.size_figures(exported_only=True)
+                                    if f.field != charts.PARETO_SIZE and f.field in df and df[f.field].notna().any()]
+    size_field = st.segmented_control("Compressed size", sizes, default=charts.PARETO_SIZE,
+                                      format_func=charts.measure_label, key="cmp_size") or charts.PARETO_SIZE
+    if size_field != charts.PARETO_SIZE:
+        df = df[df[size_field].notna()]  # runs that did not write that artifact have no such size
         df = df.assign(pareto=charts.pareto_mask(df[size_field].to_numpy(float), df["accuracy"].to_numpy(float)))
     st.altair_chart(charts.pareto_chart(df, size_field), width="content")
     front = df[df["pareto"]]["run"].tolist()

@@ -5,14 +5,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from compression import limits
+from compression.inputs import limits
 from compression.studio import dashboard, uploads
-from compression.choices import Arch, DatasetName, ExportMode, LayerScope, options
-from compression.engine import methods
-from compression.engine.methods.base import declared_default, ordered_params, per_layer_maps
+from compression.recipe.choices import Arch, DatasetName, ExportMode, LayerScope, options
+from compression.recipe import methods
+from compression.recipe.method import ordered_params
+from compression.recipe.params import declared_default, per_layer_maps
 from compression.studio.schedules import schedule_warnings
 from compression.errors import RecipeError, UserError
-from compression.ordering import plan
+from compression.recipe.ordering import plan
 from compression.recipe import Recipe, training_epochs
 from compression.store.runs import try_load_run
 from views._ui import PAGES, jobs_or_stop, page, read_only, read_only_note
@@ -311,10 +312,9 @@ def _step_editor(i: int, step: dict, n: int, layer_names, layer_types, steps_per
                     continue
                 step[name] = _param_widget(acols[shown % 2], step, uid, name, p, layer_names, layer_types)
                 shown += 1
-        if step["method"] == "prune" and step.get("end_step") is None and steps_per_epoch:
-            spe = steps_per_epoch(step["batch_size"])
-            st.caption(f"End step computed from the data: {spe} steps per epoch × {step['epochs']} epochs "
-                       f"= {spe * step['epochs']}.")
+        if steps_per_epoch:
+            for note in method.data_notes(step, steps_per_epoch(step["batch_size"])):
+                st.caption(note)
         if "preserve" in declared and st.session_state.pl_unsafe:
             step["preserve"] = st.checkbox("Preserve earlier steps' work (preserving variant)",
                                            value=bool(step["preserve"]), key=f"s{uid}_preserve",
@@ -502,7 +502,7 @@ def _live_panel(job, steps, spe, layer_names=()):
         st.file_uploader("Upload a recipe (JSON)", type=["json"], key="pl_json", on_change=_load_recipe_file)
     msg = ss.get("pl_json_msg")
     if msg:
-        (st.success if msg[0] == "ok" else st.error)(msg[1])
+        (st.success if msg[0] == "ok" else st.error)(msg[1], icon=None if msg[0] == "ok" else ":material/block:")
 
 
 main()

@@ -1,33 +1,44 @@
 """Results of one run: what every stage cost and saved, charts, and the downloads."""
 
 import json
+from pathlib import Path
 
 import streamlit as st
 
 from compression.errors import UserError
 from compression.store.runs import ResultsError
+from compression.recipe import exporters, figures
 from compression.studio import bundle, charts, dashboard, health
 from views._ui import PAGES, cached_run, jobs_or_stop, page, path_bytes, show_findings
 
-DASH_HELP = "A dash means the figure does not exist for that row: the exported TFLite file has no Keras file."
-STAGE_COLUMNS = {  # keys: compression.studio.charts.stage_display columns
-    "stage": st.column_config.TextColumn("Stage", width=170, pinned=True),
-    "accuracy": st.column_config.TextColumn("Accuracy", width="small"),
-    "accuracy_delta": st.column_config.TextColumn("Δ pts", width="small",
-                                                  help="accuracy change in percentage points against the baseline"),
-    "params_nonzero": st.column_config.TextColumn("Nonzero", width="small",
-                                                  help="parameters (kernels and biases) that are not zero"),
-    "sparsity": st.column_config.TextColumn("Sparsity", width="small"),
-    "unique_values": st.column_config.TextColumn("Distinct", width="small",
-                                                 help="most distinct kernel values in any one layer"),
-    "keras_zip": st.column_config.TextColumn("Keras zip", help="zipped Keras file · ratio to the baseline. " + DASH_HELP),
-    "tflite": st.column_config.TextColumn("TFLite", help="raw TFLite file · ratio to the baseline"),
-    "tflite_zip": st.column_config.TextColumn("TFLite zip", help="zipped TFLite file · ratio to the baseline"),
-    "dc": st.column_config.TextColumn("model.dc", help="the Deep Compression container of the exported file (last "
-                                                      "row only) · ratio to the baseline's raw TFLite file, as the "
-                                                      "paper counts. " + DASH_HELP),
-    "latency": st.column_config.TextColumn("Latency", help="median batch-1 TFLite inference · ratio to the baseline"),
-}
+DASH_HELP = ("A dash means the figure does not exist for that row: the exported file has no Keras file, and some "
+             "artifacts are made from the exported file only.")
+
+
+def stage_columns() -> dict:
+    """Column settings of the stage table (keys: charts.stage_columns), the size columns from the
+    declared size figures."""
+    cols = {
+        "stage": st.column_config.TextColumn("Stage", width=170, pinned=True),
+        "accuracy": st.column_config.TextColumn("Accuracy", width="small"),
+        "accuracy_delta": st.column_config.TextColumn("Δ pts", width="small",
+                                                      help="accuracy change in percentage points against the baseline"),
+        "params_nonzero": st.column_config.TextColumn("Nonzero", width="small",
+                                                      help="parameters (kernels and biases) that are not zero"),
+        "sparsity": st.column_config.TextColumn("Sparsity", width="small",
+                                                help="share of kernel weights that are zero because they were pruned "
+                                                     "(weights a quantizer rounded to zero are not counted)"),
+        "unique_values": st.column_config.TextColumn("Distinct", width="small",
+                                                     help="most distinct kernel values in any one layer; per output "
+                                                          "channel where the file quantizes per channel"),
+    }
+    for fig in figures.size_figures():
+        cols[charts._short(fig.field)] = st.column_config.TextColumn(
+            fig.label, help=f"{fig.help} · {fig.ratio_text}. {DASH_HELP}")
+    cols["latency"] = st.column_config.TextColumn(
+        "Latency", help="median batch-1 TFLite inference ± half its interquartile range · ratio to the baseline, or "
+                        "'same' where the difference is within the two timings' spread")
+    return cols
 
 
 def _pick_run(jobs):
@@ -103,7 +114,7 @@ def _contract(run):
 
 def _downloads(run):
     slug = bundle.slug(run.name)
-    tfl, keras, rep = run.artifact("tflite"), run.artifact("keras"), run.artifact("report")
+    tfl, keras, rep = run.artifact(exporters.primary().key), run.artifact("keras"), run.artifact("report")
     st.download_button("TFLite model", path_bytes(tfl) or b"", file_name=f"{slug}.tflite", disabled=tfl is None,
                        mime="application/octet-stream", icon=":material/download:", type="primary", key="dl_tflite",
                        width="stretch")
@@ -112,12 +123,14 @@ def _downloads(run):
                        file_name=f"{slug}.zip", mime="application/zip", icon=":material/folder_zip:", key="dl_bundle",
                        width="stretch", help="the TFLite file with labels.txt (one class per line), MODEL.md (input, "
                                              "accuracy per class, how it was made) and the recipe")
-    dc = run.artifact("dc")
-    if dc is not None:
-        st.download_button("model.dc (Deep Compression container)", path_bytes(dc), file_name=f"{slug}.dc",
-                           mime="application/octet-stream", icon=":material/download:", key="dl_dc", width="stretch",
-                           help="the same TFLite file, losslessly packed as in Deep Compression; restore it with "
-                                "python -m compression unpack FILE.dc --out model.tflite")
+    for exporter in exporters.all_exporters():  # every other artifact the run wrote
+        path = run.artifact(exporter.key)
+        if exporter.primary or path is None:
+            continue
+        suffix = "".join(Path(exporter.file_name).suffixes) or ".bin"
+        st.download_button(f"{exporter.file_name} ({exporter.title})", path_bytes(path), file_name=f"{slug}{suffix}",
+                           mime="application/octet-stream", icon=":material/download:", key=f"dl_{exporter.key}",
+                           width="stretch", help=exporter.help)
     c1, c2 = st.columns(2)
     c1.download_button("Keras model", path_bytes(keras) or b"", file_name=f"{slug}.keras", disabled=keras is None,
                        mime="application/octet-stream", icon=":material/download:", key="dl_keras", width="stretch")
@@ -126,8 +139,7 @@ def _downloads(run):
     st.download_button("Recipe (JSON)", json.dumps(run.recipe or {}, indent=2), file_name=f"{slug}-recipe.json",
                        mime="application/json", icon=":material/download:", key="dl_recipe", width="stretch")
     _html_download(run, slug)
-    if keras is not None and (run.recipe or {}).get("steps") and any(
-            s.get("method") == "quantize" for s in run.recipe["steps"]):
+    if keras is not None and run.report.get("qat") is True:
         st.caption("The Keras model of a QAT run loads inside `tfmot.quantization.keras.quantize_scope()`.")
 
 
@@ -188,7 +200,7 @@ def _try_it(run, job):
     from compression.studio import tryit
 
     st.subheader("Try it")
-    tfl = run.artifact("tflite")
+    tfl = run.artifact(exporters.primary().key)
     base = tryit.baseline_tflite(run.run_dir, run.recipe)
     st.caption("Pick test samples and run them through the TFLite files with LiteRT, on this server.")
     if tfl is None:
@@ -204,16 +216,18 @@ def _try_it(run, job):
         try:
             idx = [int(t) for t in picks.replace(" ", "").split(",") if t][:12]
         except ValueError:
-            st.error("Test sample numbers must be whole numbers separated by commas, e.g. 0, 5, 17.")
+            st.error("Test sample numbers must be whole numbers separated by commas, e.g. 0, 5, 17.",
+                     icon=":material/block:")
             return
         try:
             x, y, names = _test_split(json.dumps((run.recipe or {}).get("dataset")))
         except UserError as e:
-            st.error(f"Cannot load the test samples: {e}")
+            st.error(f"Cannot load the test samples: {e}", icon=":material/block:")
             return
         bad = [i for i in idx if not 0 <= i < len(x)]
         if bad:
-            st.error(f"Sample {bad[0]} does not exist: the test split has {len(x)} samples (0 to {len(x) - 1}).")
+            st.error(f"Sample {bad[0]} does not exist: the test split has {len(x)} samples (0 to {len(x) - 1}).",
+                     icon=":material/block:")
             return
         comp = tryit.predict(tfl, x[idx])
         basep = tryit.predict(base, x[idx]) if base is not None and base != tfl else None
@@ -255,7 +269,7 @@ def main():
     try:
         run = cached_run(job["run_dir"])
     except ResultsError as e:
-        st.error(str(e))
+        st.error(str(e), icon=":material/error:")
         return
     recipe = run.recipe or {}
     steps = " → ".join(s.get("method", "?") for s in recipe.get("steps") or []) or "baseline only"
@@ -279,7 +293,10 @@ def main():
     _contract(run)
 
     st.subheader("Stage by stage")
-    st.dataframe(charts.stage_display(table), hide_index=True, width="stretch", column_config=STAGE_COLUMNS)
+    st.dataframe(charts.stage_display(table), hide_index=True, width="stretch", column_config=stage_columns())
+    if any(q is False for q in table.get("latency_quiet", [])):
+        st.caption("Latency was timed while another job was training on this machine (the studio waited "
+                   "for a quiet moment and then timed anyway): those figures may be slower than the file is.")
     st.caption("Every figure is measured on the artifact: each stage's Keras model and its TFLite conversion, and the "
                "exported file itself (last row). × base = ratio to the baseline (0.25× is a quarter). A raw .tflite "
                "file does not shrink from pruning alone: zeros cost as much as other weights until the file is zipped. "
@@ -295,17 +312,14 @@ def main():
         st.altair_chart(charts.size_chart(charts.sizes_df(run.report)), width="stretch")
     with c2:
         st.altair_chart(charts.latency_chart(charts.latency_df(run.report)), width="stretch")
-    dc = (run.report.get("final") or {}).get("dc")
-    if dc and dc.get("tensors"):
-        st.subheader("Where the bits go")
-        st.caption("model.dc, the Deep Compression container of the exported file: per layer, the bytes of the "
-                   "relative indices (where the kept weights are), of the weights as codebook indices, and of the "
-                   "codebook and Huffman tables; everything else (graph, biases, scales) compressed as one block. "
-                   "`python -m compression unpack model.dc --out model.tflite` restores the TFLite file byte for byte.")
-        st.altair_chart(charts.dc_bits_chart(dc), width="stretch")
-        st.dataframe(charts.dc_bits_display(dc), hide_index=True, width="stretch")
-        st.caption("weight bits and index bits: per kept weight, after Huffman coding; ratio: the layer's raw bytes "
-                   "over its bytes in model.dc. – : does not apply (the rest of the file has no weights).")
+    for exporter, accounting in charts.accountings(run.report):  # each artifact that accounts for its bytes
+        spec = exporter.accounting
+        st.subheader(f"{spec.title}: {exporter.file_name}")
+        st.caption(spec.caption)
+        st.altair_chart(charts.accounting_chart(spec, accounting, exporter.file_name), width="stretch")
+        st.dataframe(charts.accounting_display(spec, accounting), hide_index=True, width="stretch")
+        st.caption(f"ratio: the layer's raw bytes in the TFLite file over its bytes in {exporter.file_name}. "
+                   "– : does not apply (the rest of the file has no weights).")
     sp = charts.sparsity_df(run.report)
     compressed = bool(run.report.get("stages"))
     if not sp.empty and compressed:

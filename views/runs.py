@@ -45,7 +45,7 @@ def _job_card(job: dict, highlight: bool):
                 what += " · cancelling…"
             st.progress(progress, text=f"{progress:.0%} · {what}")
         elif state == "failed":
-            st.error(job.get("error") or "The job failed.", icon=":material/error:")
+            st.error(job.get("error") or "The job failed.", icon=":material/cancel:")
             with st.expander("Log of the failed run"):
                 log = dashboard.read_log(job)
                 st.code(log[-6000:] or "(no log)", language="text")
@@ -60,7 +60,7 @@ def main():
                 "reloading the page or opening it in another tab shows the same jobs.")
     msg = st.session_state.pop("runs_msg", None)
     if msg:
-        (st.success if msg[0] == "ok" else st.error)(msg[1])
+        (st.success if msg[0] == "ok" else st.error)(msg[1], icon=None if msg[0] == "ok" else ":material/block:")
     jobs = dashboard.list_jobs()
     if not jobs:
         st.info("No jobs yet.")

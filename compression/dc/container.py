@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import lzma
 import math
-import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -39,7 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from compression.dc import huffman
-from compression.dc.tflite import FLOAT16, FLOAT32, INT8, ITEM_BYTES, TensorInfo, read
+from compression.tflite.kernels import tensor_layers
+from compression.tflite.reader import FLOAT16, FLOAT32, INT8, ITEM_BYTES, TensorInfo, read
 from compression.errors import ContainerError
 
 MAGIC = b"TFLITEDC"
@@ -219,12 +219,19 @@ def _encode_tensor(raw: bytes, item: int) -> tuple[bytes, dict]:
     return bytes(out), stats
 
 
-def encode(tflite: bytes) -> tuple[bytes, dict]:
-    """``(model.dc bytes, accounting)`` for a TFLite file; TFLiteFileError if it is not one."""
+def encode(tflite: bytes, layer_names=()) -> tuple[bytes, dict]:
+    """``(model.dc bytes, accounting)`` for a TFLite file; TFLiteFileError if it is not one.
+
+    Each tensor row of the accounting carries ``layer``: the Keras layer (of ``layer_names``) whose
+    kernel it is, as the one matcher (compression.tflite.kernels) finds it, else the tensor's name;
+    rows come in the order of ``layer_names`` (the model's order, as the paper's tables), then the rest.
+    """
     tflite = bytes(tflite)
     if len(tflite) > MAX_TFLITE_BYTES:
         raise ContainerError(f"TFLite file of {len(tflite):,} bytes is larger than {MAX_TFLITE_BYTES:,}")
     regions = kernel_tensors(tflite)
+    names = list(layer_names)
+    owners = tensor_layers(tflite, names) if names else {}
     graph, cursor = bytearray(), 0
     records, rows = [], []
     for t, off, length in regions:
@@ -234,16 +241,21 @@ def encode(tflite: bytes) -> tuple[bytes, dict]:
         body, st = _encode_tensor(tflite[off:off + length], item)
         record = _REGION.pack(off, length, item, st["encoding"]) + body
         records.append(record)
-        kept = max(st["nnz"], 1)
+        # bits per what each encoding stores: per kept weight for the sparse format (the paper's
+        # figure), per weight for a dense or raw tensor (every weight is stored)
+        sparse = st["encoding"] == SPARSE
+        per = max(st["nnz"] if sparse else st["n"], 1)
         rec_bytes = len(record)
         rows.append({
             "tensor": t.name,
+            "layer": owners.get((t.subgraph, t.index)) or t.name,
             "shape": list(t.shape),
             "type": t.type_name,
             "weights": st["n"],
             "kept_pct": 100.0 * st["nnz"] / st["n"],
-            "weight_bits": st["weight_bits_total"] / kept,
-            "index_bits": st["index_bits_total"] / kept,
+            "bits_per": "kept weight" if sparse else "weight",
+            "weight_bits": st["weight_bits_total"] / per,
+            "index_bits": st["index_bits_total"] / per if sparse else 0.0,
             "gap_bits": st["gap_bits"],
             "codebook_values": st["codebook_values"],
             "index_bytes": st["index_bytes"],
@@ -257,6 +269,8 @@ def encode(tflite: bytes) -> tuple[bytes, dict]:
             "ratio": length / rec_bytes,
         })
     graph += tflite[cursor:]
+    order = {name: i for i, name in enumerate(names)}
+    rows.sort(key=lambda row: order.get(row["layer"], len(order)))  # stable: file order among the rest
     codec, graph_packed = _smallest_codec(bytes(graph))
     body = bytearray()
     body += struct.pack("<Q", len(tflite)) + hashlib.sha256(tflite).digest()
@@ -389,31 +403,4 @@ def decode(blob: bytes) -> bytes:
     out = b"".join(pieces)
     if len(out) != total or hashlib.sha256(out).digest() != digest:
         raise ContainerError("damaged container: the rebuilt TFLite file does not match its checksum")
-    return out
-
-
-# --- naming --------------------------------------------------------------------------------
-
-
-def layer_of(tensor_name: str, layer_names: list[str]) -> str | None:
-    """The Keras layer a TFLite tensor belongs to, by a path token of its name.
-
-    "sequential/fc1/MatMul" -> "fc1"; "model/quant_fc1/..." -> "fc1" (tfmot's QAT prefix);
-    None when no token names a layer.
-    """
-    names = set(layer_names)
-    tokens = [tok for tok in re.split(r"[/;:]", tensor_name) if tok]
-    for tok in tokens:
-        if tok in names:
-            return tok
-        if tok.startswith("quant_") and tok[len("quant_"):] in names:
-            return tok[len("quant_"):]
-    return None
-
-
-def with_layers(accounting: dict, layer_names: list[str]) -> dict:
-    """A copy of the accounting whose tensor rows carry ``layer`` (the tensor name when unmatched)."""
-    out = dict(accounting)
-    out["tensors"] = [{**row, "layer": layer_of(row["tensor"], layer_names) or row["tensor"]}
-                      for row in accounting.get("tensors", [])]
     return out

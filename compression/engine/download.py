@@ -1,4 +1,5 @@
-"""keras' own dataset download, the last resort of compression.data's loaders (needs tf_keras)."""
+"""keras' own dataset download, the last resort of compression.inputs.data's loaders (needs tf_keras);
+importing this module registers it there."""
 
 from __future__ import annotations
 
@@ -17,3 +18,12 @@ def keras_load_data(loader_name: str):
         return getattr(tf_keras.datasets, loader_name).load_data()
     finally:
         socket.setdefaulttimeout(old)
+
+
+def _register() -> None:
+    from compression.inputs import data
+
+    data.set_downloader(keras_load_data)
+
+
+_register()

@@ -6,7 +6,7 @@ import compression  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
-from compression.choices import ExportMode
+from compression.recipe.choices import ExportMode
 
 REPRESENTATIVE_SAMPLES = 200
 

@@ -40,7 +40,7 @@ import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tf_keras
 
 from compression.errors import ModelLoadError
-from compression.modelfile import read_config
+from compression.inputs.modelfile import read_config
 
 layers = tf_keras.layers
 

@@ -1,10 +1,11 @@
 """Measuring a stage and the exported file: everything on the artifact itself.
 
-A stage is measured on its Keras model and its TFLite conversion (float32; a QAT stage:
-the int8 file it exports to, since that is where its quantized kernels exist). The
-exported file is measured on its own tensors and by running it. Every kernel layer of the
-baseline must be found in every measurement: a layer the file reader cannot match fails
-the run with its name, instead of silently dropping out of the figures.
+A stage is measured on its Keras model and its TFLite conversion (float32; a QAT stage: the
+int8 file it exports to, since that is where its quantized kernels exist). The exported file
+is measured on its own tensors and by running it. Every kernel layer of the model that made a
+file must be found in the file: a layer the reader cannot match fails the run with its name,
+instead of silently dropping out of the figures. A quantized file's zeros are told apart:
+weights that were zero before quantization (pruned) and weights the quantizer rounded to zero.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compression.choices import ExportMode
 from compression.engine import export, metrics, models
 from compression.errors import UserError
+from compression.recipe.choices import ExportMode
 
 
 class MeasurementError(UserError):
@@ -30,6 +31,12 @@ class Measured:
     weights: list  # metrics.LayerWeights
     predictions: np.ndarray
     tflite: bytes
+    keras: bytes = b""  # the stage's .keras file, measured and then stored as it is
+
+
+def kernel_names(model) -> list[str]:
+    """The model's layers with weights, in model order (nested models included)."""
+    return [layer.name for layer in metrics.weight_layers(model)]
 
 
 def check_coverage(weights: list, kernel_names: list[str], what: str) -> None:
@@ -41,6 +48,17 @@ def check_coverage(weights: list, kernel_names: list[str], what: str) -> None:
             f"{'it' if len(missing) == 1 else 'them'} out, so the run stops here (please report this model)")
 
 
+def file_weights(tfl: bytes, names: list[str], what: str) -> list:
+    """The kernels of ``names`` in a TFLite file; MeasurementError if one is missing or matched twice."""
+    found = metrics.read_weights(tfl, names)
+    if found.ambiguous:
+        layer, tensors = next(iter(found.ambiguous.items()))
+        raise MeasurementError(f"layer {layer} matches {len(tensors)} kernels in {what} ({', '.join(tensors[:3])}); "
+                               "the figures would be ambiguous, so the run stops here (please report this model)")
+    check_coverage(found.layers, names, what)
+    return found.layers
+
+
 def keras_file_bytes(model) -> bytes:
     """The bytes of model.keras as the run folder stores it (no optimizer state)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,18 +67,25 @@ def keras_file_bytes(model) -> bytes:
         return path.read_bytes()
 
 
-def measure_keras(model, ds, mode: ExportMode, runs: int, kernel_names: list[str], qat: bool) -> Measured:
+def float_kernels(model) -> dict[str, np.ndarray]:
+    """A float model's kernels by layer: what a later quantized file is compared with to tell pruned
+    zeros from rounded ones."""
+    return {lw.name: lw.kernel for lw in metrics.keras_weights(model)}
+
+
+def measure_keras(model, ds, mode: ExportMode, runs: int, qat: bool, reference: dict | None = None) -> Measured:
     """Metrics of a stage: weights and accuracy from the Keras model, sizes and latency from its
-    TFLite file (float32; a QAT stage: the int8 file it exports to)."""
+    TFLite file (float32; a QAT stage: the int8 file it exports to, whose zeros are told apart with
+    ``reference``, the float kernels of the stage before QAT)."""
+    names = kernel_names(model)
     tfl = export.to_tflite(model, mode if qat else ExportMode.FLOAT32, ds.x_train)
     if qat:
-        weights = metrics.tflite_weights(tfl, kernel_names)
-        check_coverage(weights, kernel_names, "the QAT stage's TFLite file")
+        weights = file_weights(tfl, names, "the QAT stage's TFLite file")
+        rows, summary = metrics.layer_stats(weights, reference)
     else:
         weights = metrics.keras_weights(model)
-        check_coverage(weights, kernel_names, "the stage's Keras model")
+        rows, summary = metrics.layer_stats(weights)
     preds = models.predict_classes(model, ds.x_test)
-    rows, summary = metrics.layer_stats(weights)
     keras_bytes = keras_file_bytes(model)
     out = {
         "accuracy": metrics.accuracy(ds.y_test, preds),
@@ -70,19 +95,20 @@ def measure_keras(model, ds, mode: ExportMode, runs: int, kernel_names: list[str
         "keras_zip_bytes": metrics.zipped_size(keras_bytes, "model.keras"),
         "tflite_bytes": len(tfl),
         "tflite_zip_bytes": metrics.zipped_size(tfl),
-        "latency_ms": metrics.latency_ms(tfl, ds.x_test[0], runs=runs),
+        **metrics.latency(tfl, ds.x_test[0], runs=runs),
         "per_class_recall": metrics.per_class_recall(ds.y_test, preds, ds.num_classes),
         "tflite_mode": (mode if qat else ExportMode.FLOAT32).value,
     }
-    return Measured(out, weights, preds, tfl)
+    return Measured(out, weights, preds, tfl, keras_bytes)
 
 
-def measure_file(tfl: bytes, ds, runs: int, kernel_names: list[str], mode: ExportMode) -> Measured:
-    """Metrics of an exported TFLite file, everything read from or run on the file itself."""
-    weights = metrics.tflite_weights(tfl, kernel_names)
-    check_coverage(weights, kernel_names, "the exported TFLite file")
+def measure_file(tfl: bytes, ds, runs: int, names: list[str], mode: ExportMode,
+                 reference: dict | None = None) -> Measured:
+    """Metrics of an exported TFLite file, everything read from or run on the file itself. With the
+    float kernels it was made from (``reference``), its zeros are told apart (pruned against rounded)."""
+    weights = file_weights(tfl, names, "the exported TFLite file")
     preds = metrics.tflite_predict(tfl, ds.x_test)
-    rows, summary = metrics.layer_stats(weights)
+    rows, summary = metrics.layer_stats(weights, reference)
     out = {
         "export": ExportMode(mode).value,
         "accuracy": metrics.accuracy(ds.y_test, preds),
@@ -90,55 +116,27 @@ def measure_file(tfl: bytes, ds, runs: int, kernel_names: list[str], mode: Expor
         "layers": rows,
         "tflite_bytes": len(tfl),
         "tflite_zip_bytes": metrics.zipped_size(tfl),
-        "latency_ms": metrics.latency_ms(tfl, ds.x_test[0], runs=runs),
+        **metrics.latency(tfl, ds.x_test[0], runs=runs),
         "per_class_recall": metrics.per_class_recall(ds.y_test, preds, ds.num_classes),
     }
     return Measured(out, weights, preds, tfl)
 
 
-def clusters_seen(row: dict) -> int:
-    """Distinct values of a layer as clustering sees them: per channel where the file quantizes
-    per channel (each channel has its own scale), else per layer."""
-    per_channel = row.get("unique_values_per_channel")
-    return per_channel if per_channel is not None else row["unique_values"]
-
-
-def _max_clusters(m: dict) -> int:
-    return max((clusters_seen(row) for row in m["layers"]), default=0)
-
-
-def undone_sentences(stages: list[dict], baseline: dict, final: dict) -> list[str]:
-    """What later stages (or the export) measurably took back from earlier ones."""
-    out = []
-    chain = [("baseline", baseline)] + [(s["method"], s["metrics"]) for s in stages]
-    for i in range(1, len(chain)):
-        (prev_name, prev), (name, now) = chain[i - 1], chain[i]
-        if prev["sparsity"] - now["sparsity"] > 0.01:
-            out.append(f"{name} undid sparsity: {prev['sparsity']:.1%} after {prev_name}, {now['sparsity']:.1%} after {name}")
-        if prev_name == "cluster" and _max_clusters(now) > _max_clusters(prev):
-            out.append(f"{name} undid clustering: at most {_max_clusters(prev)} distinct values per layer after cluster, "
-                       f"{_max_clusters(now)} after {name}")
-        if prev_name == "quantize" and name != "quantize":
-            out.append(f"{name} after quantize dropped the ranges QAT learned; the file is quantized after training instead")
-    last_name, last = chain[-1]
-    if last["sparsity"] - final["sparsity"] > 0.01:
-        out.append(f"the export undid sparsity: {last['sparsity']:.1%} after {last_name}, {final['sparsity']:.1%} in the file")
-    return out
-
-
-def stage_facts(measured: Measured, method: str, variant: str):
-    """Masks and centroids a stage left, from its measured weights (for later methods)."""
+def stage_facts(kernels: dict[str, np.ndarray], method: str, variant: str, extra: dict | None = None):
+    """Masks and centroids a stage left, from float kernels (a quantized file's rounding zeros never
+    count as pruned; a QAT stage hands on the float kernels it started from), and whatever the
+    method handed on."""
     from compression.engine.methods.base import StageFacts
 
     masks, centroids = {}, {}
-    for lw in measured.weights:
-        k = lw.values()
-        masks[lw.name] = k != 0
-        values = np.unique(k)
+    for name, kernel in kernels.items():
+        masks[name] = kernel != 0
+        values = np.unique(kernel)
         if values.size <= 256:
-            centroids[lw.name] = values
-    return StageFacts(method, variant, masks, centroids)
+            centroids[name] = values
+    return StageFacts(method, variant, masks, centroids, list(kernels), dict(extra or {}))
 
 
-__all__ = ["MeasurementError", "Measured", "check_coverage", "clusters_seen", "keras_file_bytes", "measure_file",
-           "measure_keras", "stage_facts", "undone_sentences"]
+__all__ = ["MeasurementError", "Measured", "check_coverage", "file_weights", "float_kernels", "kernel_names",
+           "keras_file_bytes",
+           "measure_file", "measure_keras", "stage_facts"]

@@ -7,40 +7,22 @@ file's own tensors), sizes are file sizes, latency is timed on the TFLite interp
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import os
-import statistics
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass
 
 import numpy as np
+
+from compression.tflite.kernels import LayerWeights, read_weights
 
 HIST_BINS = 60
 MAX_LISTED_VALUES = 64
 
-# TFLite tensor types (schema.fbs TensorType)
-TFL_FLOAT32, TFL_FLOAT16, TFL_INT32, TFL_UINT8, TFL_INT8 = 0, 1, 2, 3, 9
-_NUMPY = {TFL_FLOAT32: np.float32, TFL_FLOAT16: np.float16, TFL_INT32: np.int32, TFL_UINT8: np.uint8,
-          TFL_INT8: np.int8}
-
-
 # --- weights -------------------------------------------------------------------------------
-
-
-@dataclass
-class LayerWeights:
-    """A layer's kernel (as stored) and bias, plus how to count distinct values."""
-
-    name: str
-    kernel: np.ndarray
-    bias: np.ndarray | None = None
-    channel_axis: int | None = None  # set where values are quantized per output channel
-    dequantized: np.ndarray | None = None  # float view of a quantized kernel
-
-    def values(self) -> np.ndarray:
-        return self.kernel if self.dequantized is None else self.dequantized
 
 
 def unique_count(kernel: np.ndarray) -> int:
@@ -58,30 +40,71 @@ def unique_per_channel(kernel: np.ndarray, channel_axis: int | None) -> int | No
     return int(max(np.unique(row).size for row in moved))
 
 
-def layer_stats(weights: list[LayerWeights]) -> tuple[list[dict], dict]:
+def file_layout(kernel: np.ndarray, like: np.ndarray) -> np.ndarray | None:
+    """A Keras kernel laid out as a TFLite file stores it (Dense [in, out] -> [out, in]; Conv2D
+    [h, w, in, out] -> [out, h, w, in]; DepthwiseConv2D [h, w, in, m] -> [1, h, w, in*m]), chosen
+    as the layout of ``like``'s shape whose values agree best with ``like``; None if none fits."""
+    k = np.asarray(kernel)
+    candidates = [k]
+    if k.ndim == 2:
+        candidates.append(k.T)
+    if k.ndim == 4:
+        candidates += [np.transpose(k, (3, 0, 1, 2)), k.reshape(1, k.shape[0], k.shape[1], -1)]
+    if k.ndim == 5:
+        candidates.append(np.transpose(k, (4, 0, 1, 2, 3)))
+    fitting = [c for c in candidates if c.shape == like.shape]
+    if not fitting:
+        return None
+    target = np.asarray(like, dtype=np.float64)
+    return min(fitting, key=lambda c: float(np.mean(np.abs(c.astype(np.float64) - target))))
+
+
+def layer_stats(weights: list[LayerWeights], reference: dict[str, np.ndarray] | None = None
+                ) -> tuple[list[dict], dict]:
+    """Per-layer rows and totals. ``sparsity`` is the share of kernel weights that are zero.
+
+    With ``reference`` (layer -> the float kernel the file was made from), zeros are told apart:
+    ``sparsity`` counts only weights that were already zero (pruned), ``zeros_rounded`` the share
+    the quantizer rounded to zero, and ``revived`` the share of pruned weights the file holds as
+    nonzero (an export that undid sparsity).
+    """
     rows = []
+    pruned_total = rounded_total = 0
     for lw in weights:
         k = lw.kernel
+        zero = lw.values() == 0
         nonzero_k = int(np.count_nonzero(k))
         bias_n = 0 if lw.bias is None else int(lw.bias.size)
         bias_nz = 0 if lw.bias is None else int(np.count_nonzero(lw.bias))
+        ref = file_layout(reference[lw.name], lw.values()) if reference and lw.name in reference else None
+        if ref is not None:
+            was_zero = ref == 0
+            pruned, rounded, revived = int((zero & was_zero).sum()), int((zero & ~was_zero).sum()), \
+                int((~zero & was_zero).sum())
+        else:
+            pruned, rounded, revived = int(zero.sum()), None, None
+        pruned_total += pruned
+        rounded_total += rounded or 0
         rows.append({
             "name": lw.name,
             "params": int(k.size) + bias_n,
             "nonzero": nonzero_k + bias_nz,
-            "sparsity": float(1 - nonzero_k / k.size) if k.size else 0.0,
+            "sparsity": float(pruned / k.size) if k.size else 0.0,
+            "zeros_rounded": None if rounded is None else float(rounded / k.size),
+            "revived": None if revived is None else float(revived / k.size),
             "unique_values": unique_count(k),
             "unique_values_per_channel": unique_per_channel(k, lw.channel_axis),
         })
     total = sum(r["params"] for r in rows)
     nonzero = sum(r["nonzero"] for r in rows)
     kernel_total = sum(int(lw.kernel.size) for lw in weights)
-    kernel_nonzero = sum(int(np.count_nonzero(lw.kernel)) for lw in weights)
     summary = {
         "params_total": int(total),
         "params_nonzero": int(nonzero),
-        "sparsity": float(1 - kernel_nonzero / kernel_total) if kernel_total else 0.0,
+        "sparsity": float(pruned_total / kernel_total) if kernel_total else 0.0,
     }
+    if reference:
+        summary["zeros_rounded"] = float(rounded_total / kernel_total) if kernel_total else 0.0
     return rows, summary
 
 
@@ -91,91 +114,57 @@ KERNEL_ATTRS = ("kernel", "depthwise_kernel")
 
 
 def kernel_of(layer):
-    """The kernel variable of a layer (unwrapping tfmot's wrappers), or None."""
+    """The kernel variable of a layer (unwrapping tfmot's wrappers), or None.
+
+    A QAT wrapper replaces the layer's ``kernel`` attribute by a graph tensor (the quantized
+    weights); the variable itself is then found among the layer's weights by its name."""
     inner = getattr(layer, "layer", layer)  # QuantizeWrapper / PruneLowMagnitude hold the layer
     for attr in KERNEL_ATTRS:
         kernel = getattr(inner, attr, None)
-        if kernel is not None:
+        if kernel is not None and hasattr(kernel, "numpy"):
             return kernel
+    if any(getattr(inner, attr, None) is not None for attr in KERNEL_ATTRS):
+        for w in list(getattr(layer, "weights", [])) + list(getattr(inner, "weights", [])):
+            if w.name.split(":")[0] in {f"{inner.name}/{attr}" for attr in KERNEL_ATTRS}:
+                return w
     return None
 
 
-def keras_weights(model) -> list[LayerWeights]:
-    """Kernels and biases of a plain or QAT Keras model, by the original layer names."""
+def _holders(model) -> list:
+    """(layer, the layer or tfmot wrapper holding its weights) of every layer with a kernel, in model
+    order, walking into nested models (a Keras model used as a layer of another)."""
     out = []
     for layer in model.layers:
-        inner = getattr(layer, "layer", layer)  # QuantizeWrapper holds the layer
-        kernel = kernel_of(inner)
-        if kernel is None:
-            continue
+        inner = getattr(layer, "layer", layer)  # tfmot's wrappers hold the layer
+        if kernel_of(layer) is not None:
+            out.append((inner, layer))
+        elif hasattr(inner, "layers") and not hasattr(layer, "layer"):  # a nested model
+            out.extend(_holders(inner))
+    return out
+
+
+def weight_layers(model) -> list:
+    """Every layer with a kernel, in model order, nested models included: the layers methods act on
+    and figures count."""
+    return [inner for inner, _holder in _holders(model)]
+
+
+def keras_weights(model) -> list[LayerWeights]:
+    """Kernels and biases of a plain or QAT Keras model, by the original layer names, nested models included."""
+    out = []
+    for inner, holder in _holders(model):
+        kernel = kernel_of(holder)
         bias = getattr(inner, "bias", None)
+        bias = bias if bias is None or hasattr(bias, "numpy") else None
         out.append(LayerWeights(inner.name, np.asarray(kernel.numpy()),
                                 None if bias is None else np.asarray(bias.numpy())))
     return out
 
 
-def _layer_of(tensor_name: str, names: set[str]) -> str | None:
-    """The kernel layer a TFLite tensor belongs to. The converter fuses ops and joins their names
-    with ';' (a depthwise conv folded with its batch norm and ReLU6 is
-    "m/dw_relu/Relu6;m/dw_bn/FusedBatchNormV3;m/dw/depthwise"), so every part is looked at, in
-    order, and the first that names a kernel layer wins."""
-    for part in tensor_name.split(";"):
-        tokens = part.split("/")
-        for token in tokens[1:] + tokens[:1]:
-            for prefix in ("quant_", "prune_low_magnitude_", "cluster_"):
-                if token.startswith(prefix) and token[len(prefix):] in names:
-                    return token[len(prefix):]
-            if token in names:
-                return token
-    return None
-
-
 def tflite_weights(tflite: bytes, layer_names: list[str]) -> list[LayerWeights]:
-    """Constant kernels and biases read from a .tflite file, matched to Keras layer names.
-
-    Kernels keep their stored type (int8 values are counted as stored; per-channel
-    quantized tensors are counted per channel). ``dequantized`` holds the float values.
-    """
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    fb = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
-    names = set(layer_names)
-    kernels: dict[str, LayerWeights] = {}
-    biases: dict[str, np.ndarray] = {}
-    for tensor in fb.subgraphs[0].tensors:
-        data = fb.buffers[tensor.buffer].data if tensor.buffer < len(fb.buffers) else None
-        if data is None or len(data) == 0 or tensor.type not in _NUMPY:
-            continue
-        name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
-        layer = _layer_of(name, names)
-        if layer is None:
-            continue
-        shape = [int(d) for d in tensor.shape]
-        arr = np.frombuffer(bytes(np.asarray(data, dtype=np.uint8)), dtype=_NUMPY[tensor.type]).reshape(shape)
-        q = tensor.quantization
-        scale = None if q is None or q.scale is None else np.asarray(q.scale, dtype=np.float64)
-        zero = None if q is None or q.zeroPoint is None else np.asarray(q.zeroPoint, dtype=np.float64)
-        deq = None
-        axis = None
-        if scale is not None and scale.size and tensor.type in (TFL_INT8, TFL_UINT8, TFL_INT32):
-            axis = int(q.quantizedDimension) if scale.size > 1 else None
-            bshape = [1] * arr.ndim
-            if axis is not None:
-                bshape[axis] = -1
-            z = zero if zero is not None and zero.size == scale.size else np.zeros_like(scale)
-            deq = ((arr.astype(np.float64) - z.reshape(bshape)) * scale.reshape(bshape)).astype(np.float32)
-        if arr.ndim >= 2 and tensor.type != TFL_INT32:
-            kernels[layer] = LayerWeights(layer, arr, None, axis,
-                                          deq if deq is not None else arr.astype(np.float32))
-        elif arr.ndim == 1:
-            biases[layer] = deq if deq is not None else arr.astype(np.float32)
-    out = []
-    for name in layer_names:  # model order
-        if name in kernels:
-            lw = kernels[name]
-            lw.bias = biases.get(name)
-            out.append(lw)
-    return out
+    """Kernels and biases read from a .tflite file through its weight operators (compression.tflite),
+    matched to Keras layer names. Kernels keep their stored type; ``dequantized`` holds float values."""
+    return read_weights(tflite, layer_names).layers
 
 
 # --- sizes ---------------------------------------------------------------------------------
@@ -227,32 +216,74 @@ def tflite_predict(tflite: bytes, x: np.ndarray, batch: int = 256) -> np.ndarray
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
 
-def timing_lock(timeout_s: float = 600.0):
-    """A machine-wide lock around latency timing, so that two jobs never time at once (each
-    would slow the other). After ``timeout_s`` the timing runs anyway."""
-    from filelock import FileLock
+# --- latency, timed only on a quiet machine -------------------------------------------------------
+# Every process that trains holds a shared lock on one file for as long as it trains; timing takes
+# the same lock exclusively, so it waits until no job on this machine is training (and no other job
+# is timing). After COMPRESSION_LATENCY_WAIT_S seconds (default 300) it times anyway and says so.
 
-    return FileLock(os.path.join(tempfile.gettempdir(), "compression-timing.lock"), timeout=timeout_s)
+ACTIVITY_LOCK = os.path.join(tempfile.gettempdir(), "compression-activity.lock")
+WAIT_ENV = "COMPRESSION_LATENCY_WAIT_S"
+
+
+def _lock_fd() -> int | None:
+    try:
+        return os.open(ACTIVITY_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def training_activity():
+    """Held while this process trains: a latency timing anywhere on the machine waits for it to end."""
+    fd = _lock_fd()
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing drops the lock
+
+
+def latency_wait_s() -> float:
+    try:
+        return max(0.0, float(os.environ.get(WAIT_ENV, "") or 300.0))
+    except ValueError:
+        return 300.0
+
+
+def latency(tflite: bytes, sample: np.ndarray, runs: int = 50, warmup: int = 5) -> dict:
+    """Median wall time of one batch-1 invoke on one thread after warm-up, with its spread (the
+    interquartile range) and whether the machine was quiet: no job training or timing meanwhile.
+
+    {"latency_ms", "latency_spread_ms", "latency_quiet"}.
+    """
+    fd = _lock_fd()
+    quiet = False
+    deadline = time.monotonic() + latency_wait_s()
+    try:
+        while fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                quiet = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.2)
+        times = _times_ms(tflite, sample, runs, warmup)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    q1, median, q3 = (float(v) for v in np.percentile(times, [25, 50, 75]))
+    return {"latency_ms": median, "latency_spread_ms": q3 - q1, "latency_quiet": quiet}
 
 
 def latency_ms(tflite: bytes, sample: np.ndarray, runs: int = 50, warmup: int = 5) -> float:
-    """Median wall time of one batch-1 invoke on one thread, after warm-up, while no other
-    job on this machine is timing (see ``timing_lock``)."""
-    from filelock import Timeout
-
-    lock = timing_lock()
-    try:
-        lock.acquire()
-    except Timeout:
-        lock = None
-    try:
-        return _latency_ms(tflite, sample, runs, warmup)
-    finally:
-        if lock is not None:
-            lock.release()
+    return latency(tflite, sample, runs, warmup)["latency_ms"]
 
 
-def _latency_ms(tflite: bytes, sample: np.ndarray, runs: int, warmup: int) -> float:
+def _times_ms(tflite: bytes, sample: np.ndarray, runs: int, warmup: int) -> list[float]:
     interp = interpreter(tflite, threads=1)
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]
@@ -261,12 +292,12 @@ def _latency_ms(tflite: bytes, sample: np.ndarray, runs: int, warmup: int) -> fl
         interp.set_tensor(inp["index"], x)
         interp.invoke()
     times = []
-    for _ in range(runs):
+    for _ in range(max(1, runs)):
         interp.set_tensor(inp["index"], x)
         t0 = time.perf_counter()
         interp.invoke()
         times.append((time.perf_counter() - t0) * 1000.0)
-    return float(statistics.median(times))
+    return times
 
 
 def per_class_recall(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> list[float | None]:

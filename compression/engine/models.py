@@ -9,7 +9,6 @@ outputs checked against Keras 3 (compression/engine/keras3.py).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -18,10 +17,12 @@ import numpy as np
 import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tf_keras
 
-from compression.choices import Arch
-from compression.data import Dataset
+from compression.recipe.choices import Arch
+from compression.recipe.training import steps_per_epoch
+from compression.inputs import data
+from compression.inputs.data import Dataset
 from compression.errors import Cancelled, ModelLoadError
-from compression import modelfile
+from compression.inputs import modelfile
 
 keras = tf_keras
 layers = tf_keras.layers
@@ -252,16 +253,19 @@ def fit(model: keras.Model, ds: Dataset, *, epochs: int, batch_size: int, learni
     """
     if epochs <= 0:
         return
-    batches = math.ceil(len(ds.x_train) / batch_size)
+    batches = steps_per_epoch(len(ds.x_train), batch_size)
     optimizer = make_optimizer(learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay,
                                decay_rate=decay_rate, epochs=epochs, steps_per_epoch=batches)
     compile_for_training(model, learning_rate, from_logits, optimizer=optimizer)
     cbs = list(callbacks)
     if report is not None:
         cbs.append(ReportProgress(report, epochs, batches))
+    from compression.engine.metrics import training_activity
+
     try:
-        model.fit(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val), epochs=epochs,
-                  batch_size=batch_size, callbacks=cbs, verbose=0, shuffle=True)
+        with training_activity():  # a latency timing anywhere on this machine waits until this ends
+            model.fit(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val), epochs=epochs,
+                      batch_size=batch_size, callbacks=cbs, verbose=0, shuffle=True)
     except Cancelled:
         raise
     except Exception as e:  # Keras wraps callback exceptions in some versions
@@ -299,6 +303,27 @@ def clone(model: keras.Model) -> keras.Model:
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def float_copy(qat_model, like):
+    """The float weights of a QAT model in a plain copy of ``like`` (same architecture).
+
+    Only for recipes that explicitly run a method after QAT: the learned quantization
+    ranges are dropped, which the report says.
+    """
+    out = clone(like)
+    by_name = {}
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", layer)
+        by_name[inner.name] = inner
+    for layer in out.layers:
+        src = by_name.get(layer.name)
+        if src is None or not layer.weights:
+            continue
+        values = {w.name.split("/")[-1]: w for w in src.weights}
+        layer.set_weights([values[w.name.split("/")[-1]].numpy() if w.name.split("/")[-1] in values else w.numpy()
+                           for w in layer.weights])
+    return out
 
 
 def architecture_table(model: keras.Model) -> list[dict]:
@@ -388,8 +413,9 @@ def adapt(model: keras.Model, ds: Dataset, source: str = "the model") -> Dataset
     return adapt_input(model, ds, source)[0]
 
 
-def adapt_input(model: keras.Model, ds: Dataset, source: str = "the model") -> tuple[Dataset, str]:
-    """The dataset laid out for the model, and one sentence saying what was done to its samples.
+def adapt_input(model: keras.Model, ds: Dataset, source: str = "the model") -> tuple[Dataset, dict]:
+    """The dataset laid out for the model, and what was done to its samples (compression.inputs.data.
+    adaptation: a spec whose ``sentence`` says it in words; the same spec adapts samples anywhere).
 
     Same number of values: the samples are only laid out anew (784 vs 28x28 vs 28x28x1).
     Images of another size: zero-padded (centred) when they are no larger than the model's
@@ -410,53 +436,11 @@ def adapt_input(model: keras.Model, ds: Dataset, source: str = "the model") -> t
         raise ModelLoadError(
             f"{source} predicts {classes} classes but dataset {ds.name!r} has {ds.num_classes}"
         )
-    have = tuple(ds.input_shape)
-    if have == sample:
-        return ds, f"none: the dataset's samples already have the model's input shape {_dims(sample)}"
-    if int(np.prod(have)) == int(np.prod(sample)):
-        return ds.reshaped(sample), (f"the dataset's {_dims(have)} samples were laid out as {_dims(sample)} "
-                                     "(the same values, reshaped)")
-    images = len(have) in (2, 3) and len(sample) == 3
-    channels_in = 1 if len(have) == 2 else (have[2] if images else None)
-    if not images or channels_in not in (1, sample[2]):
-        raise ModelLoadError(
-            f"{source} does not fit dataset {ds.name!r}: it expects inputs of shape {_dims(sample)}, the samples are "
-            f"{_dims(have)}; only images can be adapted (padded or resized, one channel copied to three)")
-    H, W, C = sample
-    h, w = have[:2]
-    pad = h <= H and w <= W
-    parts = []
-    if pad:
-        top, left = (H - h) // 2, (W - w) // 2
-        parts.append(f"zero-padded to {H}x{W} ({top} pixels above, {H - h - top} below, {left} left, "
-                     f"{W - w - left} right)")
-    else:
-        parts.append(f"resized to {H}x{W} (bilinear)")
-    if channels_in != C:
-        parts.append(f"their single channel copied to {C} channels")
-    sentence = (f"the dataset's {_dims(have)} images were {' and '.join(parts)} to fit the model's input "
-                f"{_dims(sample)}; a device must do the same before calling the file")
-
-    def fit_images(x: np.ndarray) -> np.ndarray:
-        x = x.reshape((len(x), h, w, channels_in))
-        out = np.zeros((len(x), H, W, C), dtype=np.float32)
-        for start in range(0, len(x), 2048):
-            chunk = x[start:start + 2048].astype(np.float32)
-            if pad:
-                block = np.zeros((len(chunk), H, W, channels_in), dtype=np.float32)
-                block[:, top:top + h, left:left + w, :] = chunk
-            else:
-                import tensorflow as tf
-
-                block = tf.image.resize(chunk, (H, W), method="bilinear").numpy()
-            out[start:start + len(chunk)] = block if channels_in == C else np.repeat(block, C, axis=-1)
-        return out
-
+    spec = data.adaptation(tuple(ds.input_shape), sample, source, ds.name)
+    if spec["kind"] == "none":
+        return ds, spec
     from dataclasses import replace
 
-    adapted = replace(ds, x_train=fit_images(ds.x_train), x_val=fit_images(ds.x_val), x_test=fit_images(ds.x_test))
-    return adapted, sentence
-
-
-def _dims(shape) -> str:
-    return "x".join(str(d) for d in shape)
+    adapted = replace(ds, x_train=data.adapt_samples(ds.x_train, spec), x_val=data.adapt_samples(ds.x_val, spec),
+                      x_test=data.adapt_samples(ds.x_test, spec))
+    return adapted, spec

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -22,15 +21,22 @@ import numpy as np
 
 import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
-from compression import data
-from compression.engine import exporters, methods, metrics, models
+from compression.engine import download  # noqa: F401  (registers keras' download with the data loaders)
+from compression.engine import exporters as writers
+from compression.engine import methods as executors
+from compression.engine import metrics, models
 from compression.engine.exporters import ExportContext
-from compression.engine.measure import Measured, measure_keras, stage_facts, undone_sentences
+from compression.engine.measure import Measured, float_kernels, kernel_names, measure_keras, stage_facts
 from compression.engine.methods.base import MethodContext, StepResult
-from compression.engine.methods.quantize import float_copy, is_qat
 from compression.errors import Cancelled, ModelLoadError, RecipeError, UserError
-from compression.ordering import PlannedStep, plan
-from compression.recipe import Recipe
+from compression.inputs import data
+from compression.recipe import exporters, methods
+from compression.recipe.artifacts import RUN_FILES
+from compression.recipe.figures import undone_sentences
+from compression.recipe.ordering import PlannedStep, plan
+from compression.recipe.recipe import Recipe
+from compression.recipe.training import steps_per_epoch
+from compression.store.workspace import atomic_write_json
 
 log = logging.getLogger("compression")
 Progress = Callable[[dict], None]
@@ -38,9 +44,7 @@ MAX_GALLERY = 64
 
 
 def write_json_atomic(path: Path, payload) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, payload)
 
 
 # --- progress -------------------------------------------------------------------------------
@@ -56,9 +60,9 @@ class Tracker:
         self.stage_count = len(recipe.steps) + 1
         units = []
         if recipe.baseline.path is None:
-            units.append(recipe.baseline.epochs * math.ceil(n_train / recipe.baseline.batch_size))
+            units.append(recipe.baseline.epochs * steps_per_epoch(n_train, recipe.baseline.batch_size))
         for s in recipe.steps:
-            units.append(s.epochs * math.ceil(n_train / s.batch_size))
+            units.append(s.epochs * steps_per_epoch(n_train, s.batch_size))
         train_total = max(1, sum(units))
         self.measure_units = max(1.0, train_total * self.MEASURE_SHARE)
         self.total = train_total + self.measure_units * (self.stage_count + 1)
@@ -100,7 +104,7 @@ class Tracker:
 # --- the run ------------------------------------------------------------------------------------
 
 
-INIT_WEIGHTS = "baseline_init.npz"  # the trained baseline's weights before training (lottery tickets)
+INIT_WEIGHTS = RUN_FILES["baseline_init"]  # the trained baseline's weights before training (lottery tickets)
 
 
 def _baseline(recipe: Recipe, ds: data.Dataset, tracker: Tracker):
@@ -116,8 +120,11 @@ def _baseline(recipe: Recipe, ds: data.Dataset, tracker: Tracker):
     model = models.build(b.arch, ds_b.input_shape, ds_b.num_classes, b.seed)
     initial = [w.copy() for w in model.get_weights()]
     models.fit(model, ds_b, **b.training(), report=tracker.batch_report())
-    adaptation = ("none: the model was built for the dataset's samples"
-                  + (" (a channel axis added)" if ds_b.input_shape != ds.input_shape else ""))
+    adaptation = {"kind": "none", "from": list(ds.input_shape), "to": list(ds_b.input_shape),
+                  "sentence": "none: the model was built for the dataset's samples"
+                              + (" (a channel axis added)" if ds_b.input_shape != ds.input_shape else "")}
+    if ds_b.input_shape != ds.input_shape:
+        adaptation["kind"] = "reshape"
     return model, ds_b, "trained", initial, adaptation
 
 
@@ -149,10 +156,10 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, progress: Progress | None = 
     planned = plan(recipe)  # raises RecipeError for an unknown method or a refused order
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ["report.json", *exporters.file_names().values()]:
+    for stale in [RUN_FILES["report"], *exporters.file_names().values()]:
         if (out_dir / stale).exists():
             (out_dir / stale).unlink()
-    write_json_atomic(out_dir / "recipe.json", recipe.to_dict())
+    write_json_atomic(out_dir / RUN_FILES["recipe"], recipe.to_dict())
     work = out_dir / f".partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
@@ -162,16 +169,16 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, progress: Progress | None = 
             if (work / name).exists():
                 os.replace(work / name, out_dir / name)
         report["timing"]["total_s"] = round(time.perf_counter() - t_start, 3)
-        write_json_atomic(out_dir / "report.json", report)
+        write_json_atomic(out_dir / RUN_FILES["report"], report)
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _apply(step, p: PlannedStep, model, ds, ctx: MethodContext) -> StepResult:
-    method = methods.get(step.method, f"{ctx.where}.method")
+    methods.get(step.method, f"{ctx.where}.method")
     try:
-        result = method.apply(model, ds, step, ctx)
+        result = executors.get(step.method).apply(model, ds, step, ctx)
     except (UserError, Cancelled):
         raise
     except ValueError as e:  # tfmot refuses a layer or parameter: say which step
@@ -200,7 +207,7 @@ def studio_input_scale(recipe: Recipe, ds: data.Dataset, source: str) -> float |
     return scale if isinstance(baseline, dict) and baseline.get("arch") else None
 
 
-def input_contract(ds: data.Dataset, source: str, raw_scale: float | None, adaptation: str | None = None) -> dict:
+def input_contract(ds: data.Dataset, source: str, raw_scale: float | None, adaptation: dict | None = None) -> dict:
     """What the exported file expects and gives, for the Results page and MODEL.md."""
     if raw_scale:
         scaling = (f"raw {ds.name} pixel values (0 to {raw_scale:g}), as an image file gives them: the file "
@@ -218,7 +225,8 @@ def input_contract(ds: data.Dataset, source: str, raw_scale: float | None, adapt
             "raw_scale": raw_scale,  # set: the file takes raw values (the loaders' [0, 1] times this)
             "output": f"{ds.num_classes} class scores per sample; the predicted class is the largest",
             "class_names": list(ds.class_names),
-            "adaptation": adaptation or "none"}
+            "adaptation": (adaptation or {}).get("sentence", "none"),
+            "adapt": adaptation}  # the spec compression.inputs.data.adapt_samples applies
 
 
 def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progress | None, t_start: float) -> dict:
@@ -236,13 +244,12 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
     tracker.begin("baseline", 0)
     tf_keras.utils.set_random_seed(seed)
     baseline, ds, source, initial, adaptation = _baseline(recipe, ds, tracker)
-    kernel_names = [lw.name for lw in metrics.keras_weights(baseline)]
-    if not kernel_names:
+    if not kernel_names(baseline):
         raise ModelLoadError("the baseline has no layer with weights (Dense or Conv2D) to compress")
-    models.save(baseline, work / "baseline.keras")
     if initial is not None:
         np.savez(work / INIT_WEIGHTS, **{f"w{i}": w for i, w in enumerate(initial)})
-    base_m = measure_keras(baseline, ds, recipe.export, runs, kernel_names, qat=False)
+    base_m = measure_keras(baseline, ds, recipe.export, runs, qat=False)
+    (work / RUN_FILES["baseline"]).write_bytes(base_m.keras)  # the very file whose size was measured
     tracker.measured("baseline")
     log.info("baseline (%s): accuracy %.4f, %d parameters", source, base_m.metrics["accuracy"],
              base_m.metrics["params_total"])
@@ -257,20 +264,25 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
         "versions": {"tensorflow": tf.__version__, "tfmot": tfmot.__version__, "recipe": recipe.version},
     }
 
-    current, last, earlier = baseline, base_m, []
+    # the float kernels of the latest float model: a QAT stage's and a quantized file's zeros are told
+    # apart against them (pruned against rounded), and a QAT stage hands them on as its facts
+    current, last, earlier, qat, reference = baseline, base_m, [], False, float_kernels(baseline)
     for i, (step, p) in enumerate(zip(recipe.steps, planned), 1):
         t0 = time.perf_counter()
+        method = methods.get(step.method)
         tracker.begin(step.method, i)
         tf_keras.utils.set_random_seed((seed + i) % 2**32)
-        if is_qat(current):  # only in an explicitly unsafe order
-            current = float_copy(current, baseline)
+        if qat and not method.produces_qat:  # only in an explicitly unsafe order
+            current = models.float_copy(current, baseline)
         ctx = MethodContext(baseline=baseline, initial_weights=initial, earlier=list(earlier), variant=p.variant,
                             where=f"steps[{i - 1}]", report=tracker.batch_report(), seed=(seed + i) % 2**32)
         result = _apply(step, p, current, ds, ctx)
-        current = result.model
-        last = measure_keras(current, ds, recipe.export, runs, kernel_names, qat=is_qat(current))
+        current, qat = result.model, method.produces_qat
+        if not qat:
+            reference = float_kernels(current)
+        last = measure_keras(current, ds, recipe.export, runs, qat=qat, reference=reference)
         tracker.measured(step.method)
-        earlier.append(stage_facts(last, step.method, p.variant))
+        earlier.append(stage_facts(reference, step.method, p.variant, result.facts))
         report["stages"].append({
             "method": step.method,
             "variant": p.variant,
@@ -285,43 +297,45 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
         log.info("%s (%s): accuracy %.4f, sparsity %.3f", step.method, p.variant, last.metrics["accuracy"],
                  last.metrics["sparsity"])
 
-    # Export every artifact and measure the files themselves
+    # Export every artifact that applies and measure the files themselves
     t0 = time.perf_counter()
     tracker.begin("export", len(recipe.steps) + 1)
     same_file = last.metrics.get("tflite_mode") == recipe.export.value and not raw_scale
+    primary = exporters.primary()
     ectx = ExportContext(model=current, ds=ds.times(raw_scale) if raw_scale else ds, mode=recipe.export,
-                         kernel_names=kernel_names, latency_runs=runs,
-                         reuse={"tflite": last.tflite} if same_file else {},
+                         kernel_names=kernel_names(current), latency_runs=runs, reference=reference,
+                         reuse={primary.key: last.tflite} if same_file else {},
                          input_scale=1.0 / raw_scale if raw_scale else None)
     final_metrics: dict = {}
-    artifacts = {"keras": "model.keras", "baseline": "baseline.keras", "weights": "weights.json",
-                 "predictions": "predictions.npz", "recipe": "recipe.json", "report": "report.json"}
-    if initial is not None:
-        artifacts["baseline_init"] = INIT_WEIGHTS
-    for exporter in exporters.all_exporters():
-        blob = exporter.write(ectx)
-        (work / exporter.file_name).write_bytes(blob)
-        ectx.artifacts[exporter.key] = blob
+    final: Measured | None = None
+    artifacts = {k: v for k, v in RUN_FILES.items() if k != "baseline_init" or initial is not None}
+    for exporter in exporters.for_recipe(recipe):
+        writer = writers.get(exporter.key)
+        written = writer.write(ectx)
+        (work / exporter.file_name).write_bytes(written.blob)
+        ectx.written[exporter.key] = written
         artifacts[exporter.key] = exporter.file_name
-        figures = exporter.measure(blob, ectx)
+        figures = writer.measure(written, ectx)
         if exporter.primary:
-            final_metrics = {**figures, **final_metrics}
+            final_metrics = {**figures.metrics, **final_metrics}
+            final = figures.measured
         else:
-            final_metrics.update(figures)
-    final: Measured = ectx.measured["tflite_measured"]
+            final_metrics.update(figures.metrics)
+    if final is None:
+        raise RuntimeError(f"the primary exporter {primary.key!r} did not measure its file")
     final_metrics["wall_s"] = round(time.perf_counter() - t0, 3)
     tracker.measured("the exported file")
     hist.append({"stage": "final", "layers": metrics.histograms(final.weights)})
-    models.save(current, work / "model.keras")
+    (work / RUN_FILES["keras"]).write_bytes(last.keras)  # the very file whose size the last stage reports
     report["final"] = final_metrics
     report["undone"] = undone_sentences(report["stages"], base_m.metrics, final_metrics)
     report["artifacts"] = artifacts
     report["timing"] = {"total_s": None, "export_s": final_metrics["wall_s"]}
-    report["qat"] = is_qat(current)
-    write_json_atomic(work / "weights.json", {"stages": hist})
+    report["qat"] = qat
+    write_json_atomic(work / RUN_FILES["weights"], {"stages": hist})
     idx = _gallery(ds, base_m.predictions, final.predictions)
     np.savez_compressed(
-        work / "predictions.npz",
+        work / RUN_FILES["predictions"],
         y_true=ds.y_test.astype(np.int64),
         baseline_pred=base_m.predictions.astype(np.int64),
         final_pred=final.predictions.astype(np.int64),

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from compression.choices import LayerScope
+from compression.engine.metrics import weight_layers
 from compression.errors import RecipeError
-from compression.engine.methods.base import LayerSelection
+from compression.recipe.choices import LayerScope
+from compression.recipe.params import LayerSelection, per_layer_maps
 
 
-def weight_layers(model) -> list:
-    """Layers with a kernel (Dense, Conv2D, DepthwiseConv2D ...), in model order: the ones methods act on."""
-    from compression.engine.metrics import kernel_of
-
-    return [layer for layer in model.layers if kernel_of(layer) is not None]
+def check_flat(model, where: str = "layers") -> None:
+    """Methods wrap a model's own layers: a nested model's layers cannot be wrapped, so refuse them
+    in one line instead of leaving them silently uncompressed."""
+    top = {id(layer) for layer in model.layers} | {id(getattr(layer, "layer", None)) for layer in model.layers}
+    nested = [layer.name for layer in weight_layers(model) if id(layer) not in top]
+    if nested:
+        raise RecipeError(where, f"layer {nested[0]} sits inside a nested model; the methods wrap a model's own "
+                                 "layers only: rebuild it as one flat functional model")
 
 
 def select(model, selection: LayerSelection, where: str = "layers") -> set[str]:
     """Names of the kernel layers ``selection`` picks; a clear error when it picks none."""
+    check_flat(model, where)
     candidates = weight_layers(model)
     names = [layer.name for layer in candidates]
     if selection.scope == LayerScope.ALL:
@@ -42,8 +47,6 @@ def select(model, selection: LayerSelection, where: str = "layers") -> set[str]:
 
 def check_per_layer_maps(model, step, where: str) -> None:
     """Every per-layer map the step sets names only the model's layers with weights."""
-    from compression.engine.methods.base import per_layer_maps
-
     for name, mapping in per_layer_maps(step).items():
         check_layer_map(model, mapping, f"{where}.{name}")
 
@@ -62,3 +65,30 @@ def chosen_kernels(model, names: set[str]) -> dict:
     from compression.engine.metrics import kernel_of
 
     return {layer.name: kernel_of(layer).numpy() for layer in weight_layers(model) if layer.name in names}
+
+
+def skipped_layers(model, names: set[str], method: str) -> dict[str, str]:
+    """Selected layers tfmot's registry leaves alone, with the reason, in model order.
+
+    tfmot 0.8.1 lists DepthwiseConv2D with no prunable or clusterable weights; pruning here
+    prunes its depthwise kernel anyway (as a tfmot PrunableLayer), clustering skips it."""
+    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import (
+        ClusteringRegistry,
+    )
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+
+    registry = PruneRegistry if method == "prune" else ClusteringRegistry
+    out = {}
+    for layer in model.layers:
+        if layer.name not in names:
+            continue
+        cls = layer.__class__.__name__
+        if method == "prune" and cls == "DepthwiseConv2D":
+            continue
+        weights = registry._LAYERS_WEIGHTS_MAP.get(layer.__class__)
+        if weights is None and not registry.supports(layer):
+            out[layer.name] = f"tfmot cannot {method} a {cls} layer"
+        elif weights == []:
+            why = " (tfmot: unrecoverable accuracy loss)" if method == "cluster" and cls == "DepthwiseConv2D" else ""
+            out[layer.name] = f"tfmot does not {method} {cls} kernels{why}"
+    return out

@@ -33,7 +33,7 @@ from compression.jobs.worker import (
     worker_info,
     worker_running,
 )
-from compression.store.runs import JobRecord
+from compression.jobs.records import JobRecord
 
 __all__ = [
     "JobBusy",

@@ -25,7 +25,8 @@ from compression.errors import UserError
 from compression.jobs import queue, records
 from compression.jobs.records import HOST, log_line
 from compression.recipe import Recipe
-from compression.store.runs import JobRecord, list_run_ids, list_statuses, read_status
+from compression.jobs.records import JobRecord, list_statuses, read_status
+from compression.store.runs import list_run_ids
 from compression.store.runs import read_log as _read_log
 from compression.store.workspace import (
     atomic_write_json,

@@ -35,7 +35,8 @@ from compression.errors import Cancelled, UserError
 from compression.jobs import records
 from compression.jobs.records import HOST, RUNNING_FILE, log_line, where
 from compression.recipe import Recipe
-from compression.store.runs import FINAL_STATES, read_json
+from compression.jobs.records import FINAL_STATES
+from compression.store.workspace import read_json
 from compression.store.workspace import (
     LockTimeout,
     atomic_write_json,

@@ -25,8 +25,11 @@ import socket
 import time
 from pathlib import Path
 
-from compression.store.runs import JobRecord, read_status
-from compression.store.runs import _json_problem as _json_and_problem
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from compression.store.runs import RunRef, list_run_ids, resolve
+from compression.store.workspace import json_problem as _json_and_problem
 from compression.store.workspace import (
     LockTimeout,
     append_text,
@@ -36,6 +39,136 @@ from compression.store.workspace import (
     parse_iso,
     try_flock,
 )
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+DAMAGED = "damaged"  # a run folder whose status.json is missing or unreadable (not in STATES)
+
+# --- the record ----------------------------------------------------------------------------------
+
+
+@dataclass
+class JobRecord:
+    """One job, as stored in ``runs/<id>/status.json`` (plus ``run_dir``/``cancel_requested``)."""
+
+    id: str
+    name: str = ""
+    kind: str = "compress"  # "baseline" (no steps) or "compress"
+    recipe: dict = field(default_factory=dict)
+    state: str = "queued"  # one of STATES, or DAMAGED for an unreadable record
+    progress: float = 0.0  # 0..1 over the whole recipe
+    stage: str | None = None  # baseline, prune, cluster, quantize, export
+    epoch: int | None = None
+    epochs: int | None = None
+    message: str = ""
+    created_at: str | None = None  # ISO-8601 UTC
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None  # one line, set when failed or damaged
+    run_dir: str = ""  # absolute, in the reader's view of the workspace
+    # where and how it runs
+    phase: str | None = None  # train, measure, export
+    stage_index: int | None = None
+    stage_count: int | None = None
+    host: str | None = None  # worker host name, while/after running
+    pid: int | None = None  # worker process id on that host
+    pid_start: float | None = None  # that process's start time (guards against pid reuse)
+    heartbeat_at: str | None = None  # last sign of life from the worker
+    cancel_requested: bool = False  # a cancel was asked and the job has not ended yet
+    extra: dict = field(default_factory=dict)  # fields written by newer versions
+
+    @classmethod
+    def from_dict(cls, data: dict, run_dir: str | os.PathLike = "") -> "JobRecord":
+        known = {f.name for f in fields(cls)} - {"extra", "run_dir", "cancel_requested"}
+        kw = {k: v for k, v in data.items() if k in known}
+        kw.setdefault("id", Path(run_dir).name if run_dir else "")
+        extra = {k: v for k, v in data.items() if k not in known and k not in ("run_dir", "cancel_requested")}
+        return cls(**kw, run_dir=str(run_dir), extra=extra)
+
+    @classmethod
+    def damaged(cls, folder: Path, error: str) -> "JobRecord":
+        return cls(id=folder.name, name="", state=DAMAGED, error=error, run_dir=str(folder),
+                   message=f"damaged: {error}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(d.pop("extra"))
+        return d
+
+    def to_status(self) -> dict:
+        """What goes into status.json: everything but the reader-dependent fields."""
+        d = self.to_dict()
+        d.pop("run_dir", None)
+        d.pop("cancel_requested", None)
+        return d
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def is_damaged(self) -> bool:
+        return self.state == DAMAGED
+
+
+_TYPES = {"name": str, "kind": str, "recipe": dict, "message": str, "progress": (int, float),
+          "stage": (str, type(None)), "epoch": (int, type(None)), "epochs": (int, type(None)),
+          "error": (str, type(None)), "pid": (int, type(None)), "host": (str, type(None)),
+          "created_at": (str, type(None)), "started_at": (str, type(None)), "finished_at": (str, type(None)),
+          "heartbeat_at": (str, type(None))}
+
+
+def _record_problem(data: Any, folder: Path) -> str | None:
+    """What makes a parsed status.json unusable as a job record, or None."""
+    if not isinstance(data, dict):
+        return f"status.json holds a {type(data).__name__}, not a job record"
+    if data.get("id", folder.name) != folder.name:
+        return f"status.json names job {str(data.get('id'))[:40]!r}, not {folder.name}"
+    if data.get("state") not in STATES:
+        return f"status.json has an unknown state {str(data.get('state'))[:40]!r}"
+    for key, types in _TYPES.items():
+        if key in data and (not isinstance(data[key], types) or isinstance(data[key], bool)):
+            return f"status.json field {key!r} has the wrong type ({type(data[key]).__name__})"
+    return None
+
+
+def read_status(run: RunRef, home: RunRef | None = None) -> JobRecord | None:
+    """The job record as stored, without any liveness check.
+
+    None if the folder does not exist; a record with state ``damaged`` (and the reason
+    in ``error``) when ``status.json`` is missing, not JSON, or not a job record.
+    """
+    folder = resolve(run, home)
+    data, problem = _json_and_problem(folder / "status.json")
+    if problem is None:
+        problem = _record_problem(data, folder)
+    if problem is not None:
+        if not folder.is_dir():
+            return None
+        return JobRecord.damaged(folder, problem)
+    rec = JobRecord.from_dict(data, folder)
+    rec.cancel_requested = rec.active and (folder / "cancel").exists()
+    return rec
+
+
+def list_statuses(home: RunRef | None = None, damaged: bool = False) -> list[JobRecord]:
+    """Every stored job record, newest first (no liveness check).
+
+    Damaged records are left out, unless ``damaged=True``: then only they are returned.
+    """
+    out = []
+    for job_id in list_run_ids(home):
+        rec = read_status(job_id, home)
+        if rec is not None and rec.is_damaged == damaged:
+            out.append(rec)
+    out.sort(key=lambda r: (r.created_at or "", r.id), reverse=True)
+    return out
+
 
 log = logging.getLogger("compression.jobs")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from compression.errors import UserError
 from compression.jobs import queue, records
 from compression.jobs.execute import engine, execute_job
-from compression.store.runs import list_statuses
+from compression.jobs.records import list_statuses
 from compression.store.workspace import atomic_write_json, home_dir, locked, now_iso, run_dir, try_flock
 
 log = logging.getLogger("compression.jobs")
@@ -260,7 +260,7 @@ def run_worker(home: str | os.PathLike | None = None, workers: int | None = None
 
 
 def worker_json(root: Path) -> dict:
-    from compression.store.runs import read_json
+    from compression.store.workspace import read_json
 
     data = read_json(root / "worker.json")
     return data if isinstance(data, dict) else {}

@@ -126,26 +126,28 @@ def atomic_write_json(path: str | os.PathLike, data: Any, fsync: bool = False) -
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n", fsync=fsync)
 
 
-def read_json(path: str | os.PathLike, default: Any = None) -> Any:
-    """The JSON in ``path``, or ``default`` when the file does not exist.
+def json_problem(path: str | os.PathLike) -> tuple[Any, str | None]:
+    """(content, None), or (None, one line saying what is wrong with the file): the one JSON reader.
 
-    Files written with ``atomic_write_json`` are always whole. A file that does not parse
-    (written by hand, or by something else) is retried briefly, then reported with a
-    ``ValueError`` naming the file.
+    Files written with ``atomic_write_json`` are always whole, so a file that does not parse was
+    damaged or written by something else; it is reported, never retried or raised.
     """
     path = Path(path)
-    for attempt in range(3):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return default
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            if attempt == 2:
-                raise ValueError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}") from None
-            time.sleep(0.05)
-    return default  # pragma: no cover
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, f"{path.name} is missing"
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"{path.name} cannot be read ({type(e).__name__}: {e})".splitlines()[0]
+    try:
+        return json.loads(text), None
+    except ValueError as e:
+        return None, f"{path.name} is not valid JSON ({e})".splitlines()[0]
+
+
+def read_json(path: str | os.PathLike) -> Any | None:
+    """The JSON content of ``path``, or None when it is missing, unreadable or not JSON."""
+    return json_problem(path)[0]
 
 
 def append_text(path: str | os.PathLike, text: str) -> None:
@@ -248,6 +250,7 @@ __all__ = [
     "new_job_id",
     "now_iso",
     "parse_iso",
+    "json_problem",
     "read_json",
     "resolve_recipe_paths",
     "run_dir",

@@ -18,18 +18,28 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from compression.recipe import exporters, figures, methods
+
 KB = 1000.0
 HIST_BINS = 60
 SHIFT_THRESHOLD = 0.02  # a per-class recall change below this is noise, not a shift
 
 STAGE_COLORS = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#bab0ac"]
-MEASURE_LABELS = {"keras_zip_bytes": "Keras zip", "tflite_bytes": "TFLite", "tflite_zip_bytes": "TFLite zip",
-                  "dc_bytes": "model.dc"}
-MEASURE_COLORS = ["#9ecae9", "#4c78a8", "#f58518", "#54a24b"]
-VARIANT_LABELS = {  # short, for stage labels: "3 quantize (PCQAT)"
-    "sparsity_preserving_cluster": "sparsity-preserving", "qat": "QAT", "pqat": "PQAT", "cqat": "CQAT",
-    "pcqat": "PCQAT",
-}
+
+
+def measure_labels() -> dict[str, str]:
+    """Size field -> its label, for every declared size figure (the stage's Keras file, then each exporter's)."""
+    return {f.field: f.label for f in figures.size_figures()}
+
+
+def measure_label(field: str) -> str:
+    fig = figures.size_figure(field)
+    return fig.label if fig else field
+
+
+def _short(field: str) -> str:
+    """A size figure's column stem: "tflite_zip_bytes" -> "tflite_zip"."""
+    return field[:-len("_bytes")] if field.endswith("_bytes") else field
 
 
 # --- small helpers ------------------------------------------------------------------------
@@ -51,9 +61,8 @@ def _stage_label(i: int, key: str, variant: str | None = None) -> str:
         return "0 baseline"
     if key == "final":
         return "final TFLite"
-    if variant and variant != key and variant in VARIANT_LABELS:
-        return f"{i} {key} ({VARIANT_LABELS[variant]})"
-    return f"{i} {key}"
+    label = methods.variant_label(key, variant)
+    return f"{i} {key} ({label})" if label else f"{i} {key}"
 
 
 def stage_metrics(report: dict) -> list[tuple[str, str, str | None, dict]]:
@@ -70,12 +79,14 @@ def stage_metrics(report: dict) -> list[tuple[str, str, str | None, dict]]:
 
 
 def _max_unique(metrics: dict) -> float:
-    vals = [layer.get("unique_values") for layer in metrics.get("layers") or [] if layer.get("unique_values") is not None]
-    return float(max(vals)) if vals else np.nan
+    """The most distinct kernel values in any one layer, as clustering sees them (figures.distinct_values)."""
+    value = figures.max_distinct(metrics if isinstance(metrics, dict) else {})
+    return float(value) if value is not None else np.nan
 
 
 def _num(x) -> float:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else np.nan
+    value = figures.number(x)
+    return np.nan if value is None else value
 
 
 # --- report tables -------------------------------------------------------------------------
@@ -94,15 +105,14 @@ def stage_table(report: dict) -> pd.DataFrame:
             "params_nonzero": _num(m.get("params_nonzero")), "sparsity": _num(m.get("sparsity")),
             "unique_values": _max_unique(m),
         }
-        for field in ("keras_zip_bytes", "tflite_bytes", "tflite_zip_bytes", "latency_ms"):
-            value, ref = _num(m.get(field)), _num(base.get(field))
-            short = field.replace("_bytes", "_kb")
-            row[short] = value / KB if field.endswith("_bytes") else value
-            row[field.replace("_bytes", "").replace("_ms", "") + "_ratio"] = value / ref if ref and ref > 0 else np.nan
-        # model.dc exists for the exported file only; like the paper, compare it with the float baseline file
-        dc, ref = _num(m.get("dc_bytes")), _num(base.get("tflite_bytes"))
-        row["dc_kb"] = dc / KB
-        row["dc_ratio"] = dc / ref if ref and ref > 0 else np.nan
+        for fig in figures.size_figures():  # each ratio is taken against what its declaration says
+            value, ref = _num(m.get(fig.field)), _num(base.get(fig.ratio_to))
+            row[f"{_short(fig.field)}_kb"] = value / KB
+            row[f"{_short(fig.field)}_ratio"] = value / ref if ref and ref > 0 else np.nan
+        value, ref = _num(m.get("latency_ms")), _num(base.get("latency_ms"))
+        row["latency_ms"], row["latency_ratio"] = value, (value / ref if ref and ref > 0 else np.nan)
+        row["latency_spread_ms"] = _num(m.get("latency_spread_ms"))
+        row["latency_quiet"] = m.get("latency_quiet") if isinstance(m.get("latency_quiet"), bool) else None
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -122,9 +132,11 @@ def sparsity_df(report: dict) -> pd.DataFrame:
     rows = []
     for order, (key, label, _v, m) in enumerate(stage_metrics(report)):
         for layer in m.get("layers") or []:
-            rows.append({"order": order, "stage": label, "layer": layer.get("name"),
+            if not isinstance(layer, dict):
+                continue
+            rows.append({"order": order, "stage": label, "layer": str(layer.get("name")),
                          "sparsity": _num(layer.get("sparsity")), "nonzero": _num(layer.get("nonzero")),
-                         "params": _num(layer.get("params")), "unique_values": _num(layer.get("unique_values"))})
+                         "params": _num(layer.get("params")), "unique_values": _num(figures.distinct_values(layer))})
     return pd.DataFrame(rows, columns=["order", "stage", "layer", "sparsity", "nonzero", "params", "unique_values"])
 
 
@@ -134,12 +146,12 @@ def sizes_df(report: dict) -> pd.DataFrame:
     stages = stage_metrics(report)
     base = stages[0][3]
     for order, (key, label, _v, m) in enumerate(stages):
-        for field, name in MEASURE_LABELS.items():
-            value = _num(m.get(field))
+        for fig in figures.size_figures():
+            value = _num(m.get(fig.field))
             if np.isnan(value):
                 continue
-            ref = _num(base.get(field))
-            rows.append({"order": order, "stage": label, "measure": name, "bytes": value, "kb": value / KB,
+            ref = _num(base.get(fig.ratio_to))
+            rows.append({"order": order, "stage": label, "measure": fig.label, "bytes": value, "kb": value / KB,
                          "size": human_bytes(value), "ratio": value / ref if ref else np.nan})
     return pd.DataFrame(rows, columns=["order", "stage", "measure", "bytes", "kb", "size", "ratio"])
 
@@ -376,13 +388,14 @@ def sparsity_chart(df: pd.DataFrame) -> alt.Chart:
 
 def size_chart(df: pd.DataFrame, title: str = "Model size per stage") -> alt.Chart:
     stages = _ordered(df)
-    measures = list(MEASURE_LABELS.values())
+    measures = [f.label for f in figures.size_figures()]
+    colors = [f.color for f in figures.size_figures()]
     return alt.Chart(df, title=alt.Title(title, subtitle="zipped sizes show what pruning and clustering save on disk")).mark_bar().encode(
         y=alt.Y("stage:N", sort=stages, title=None, axis=alt.Axis(labelLimit=260)),
         yOffset=alt.YOffset("measure:N", sort=measures),
         x=alt.X("kb:Q", title="size (KB)"),
         color=alt.Color("measure:N", sort=measures, title=None,
-                        scale=alt.Scale(domain=measures, range=MEASURE_COLORS),
+                        scale=alt.Scale(domain=measures, range=colors),
                         legend=alt.Legend(orient="bottom", labelLimit=0)),
         tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("measure:N", title="file"), alt.Tooltip("size:N"),
                  alt.Tooltip("bytes:Q", format=","), alt.Tooltip("ratio:Q", title="× baseline", format=".2f")],
@@ -462,26 +475,53 @@ def _size_cell(kb, ratio, show_ratio: bool) -> str:
     return f"{text} · {r:.2f}×" if show_ratio and r is not None and np.isfinite(r) else text
 
 
+def latency_cell(ms, spread, ratio, ref_ms, ref_spread, first: bool) -> str:
+    """Latency with its spread; against the baseline a ratio only where the difference is larger
+    than the two timings' own spread, else "same"."""
+    v = _num(ms)
+    if not np.isfinite(v):
+        return DASH
+    sp = _num(spread)
+    text = f"{v:.3f} ms" + (f" ±{sp / 2:.3f}" if np.isfinite(sp) else "")
+    if first:
+        return text
+    ref, ref_sp = _num(ref_ms), _num(ref_spread)
+    noise = (sp if np.isfinite(sp) else 0.0) + (ref_sp if np.isfinite(ref_sp) else 0.0)
+    r = _num(ratio)
+    if np.isfinite(ref) and np.isfinite(sp) and abs(v - ref) <= noise:
+        return f"{text} · same"
+    return f"{text} · {r:.2f}×" if np.isfinite(r) else text
+
+
+def stage_columns() -> list[str]:
+    """stage_display's columns: the fixed ones, then one per declared size figure, then latency."""
+    return (["stage", "accuracy", "accuracy_delta", "params_nonzero", "sparsity", "unique_values"]
+            + [_short(f.field) for f in figures.size_figures()] + ["latency"])
+
+
 def stage_display(table: pd.DataFrame) -> pd.DataFrame:
     """stage_table as text for st.dataframe: no 'None'/'nan' (a dash), sizes and latency with
-    their ratio to the baseline in the same cell, so ten columns fit a laptop screen."""
+    their ratio to the baseline in the same cell, so every column fits a laptop screen."""
     rows = []
-    for i, r in table.reset_index(drop=True).iterrows():
+    table = table.reset_index(drop=True)
+    base = table.iloc[0] if len(table) else None
+    for i, r in table.iterrows():
         first = i == 0
-        rows.append({
+        row = {
             "stage": r["stage"], "accuracy": _fmt(r["accuracy"], ".2%"),
             "accuracy_delta": DASH if first else _fmt(r["accuracy_delta"] * 100, "+.2f"),
             "params_nonzero": _fmt(r["params_nonzero"], ",.0f"), "sparsity": _fmt(r["sparsity"], ".1%"),
             "unique_values": _fmt(r["unique_values"], ",.0f"),
-            "keras_zip": _size_cell(r["keras_zip_kb"], r["keras_zip_ratio"], not first),
-            "tflite": _size_cell(r["tflite_kb"], r["tflite_ratio"], not first),
-            "tflite_zip": _size_cell(r["tflite_zip_kb"], r["tflite_zip_ratio"], not first),
-            "dc": _size_cell(r.get("dc_kb", np.nan), r.get("dc_ratio", np.nan), True),
-            "latency": DASH if not np.isfinite(r["latency_ms"]) else (
-                f"{r['latency_ms']:.3f} ms" + ("" if first or not np.isfinite(r["latency_ratio"]) else f" · {r['latency_ratio']:.2f}×")),
-        })
-    return pd.DataFrame(rows, columns=["stage", "accuracy", "accuracy_delta", "params_nonzero", "sparsity", "unique_values",
-                                       "keras_zip", "tflite", "tflite_zip", "dc", "latency"])
+        }
+        for fig in figures.size_figures():
+            key = _short(fig.field)
+            # a figure of the exported file only is compared with the baseline on every row (the paper's way)
+            row[key] = _size_cell(r.get(f"{key}_kb", np.nan), r.get(f"{key}_ratio", np.nan), not first or not fig.stages)
+        row["latency"] = latency_cell(r.get("latency_ms"), r.get("latency_spread_ms"), r.get("latency_ratio"),
+                                      base.get("latency_ms") if base is not None else None,
+                                      base.get("latency_spread_ms") if base is not None else None, first)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=stage_columns())
 
 
 def short_label(name: str, max_len: int = 22) -> str:
@@ -494,21 +534,25 @@ def short_label(name: str, max_len: int = 22) -> str:
 
 
 def run_summary(label: str, report: dict) -> dict:
-    """One run's final numbers (the exported file) with the baseline's for reference."""
+    """One run's final numbers (the exported file) with the baseline's for reference; the sizes are
+    every declared size figure (a stage-level one, the Keras file, from the last stage)."""
     base = (report.get("baseline") or {}).get("metrics") or {}
     final = report.get("final") or {}
-    stages = report.get("stages") or []
+    stages = [s for s in report.get("stages") or [] if isinstance(s, dict)]
     last = (stages[-1].get("metrics") if stages else base) or {}
     recipe = report.get("recipe") or {}
-    return {
-        "run": label, "steps": " → ".join(s.get("method", "?") for s in recipe.get("steps") or []) or "baseline only",
+    steps = [s.get("method", "?") if isinstance(s, dict) else "?" for s in recipe.get("steps") or []]
+    out = {
+        "run": label, "steps": " → ".join(str(s) for s in steps) or "baseline only",
         "export": final.get("export") or recipe.get("export"),
         "accuracy": _num(final.get("accuracy")), "baseline_accuracy": _num(base.get("accuracy")),
-        "keras_zip_bytes": _num(last.get("keras_zip_bytes")), "tflite_bytes": _num(final.get("tflite_bytes")),
-        "tflite_zip_bytes": _num(final.get("tflite_zip_bytes")), "dc_bytes": _num(final.get("dc_bytes")),
         "latency_ms": _num(final.get("latency_ms")),
         "sparsity": _num(final.get("sparsity")), "unique_values": _max_unique(final),
     }
+    exported = {f.field for f in figures.size_figures(exported_only=True)}
+    for fig in figures.size_figures():
+        out[fig.field] = _num((final if fig.field in exported else last).get(fig.field))
+    return out
 
 
 def compare_df(runs: Sequence[tuple[str, dict]]) -> pd.DataFrame:
@@ -516,28 +560,39 @@ def compare_df(runs: Sequence[tuple[str, dict]]) -> pd.DataFrame:
     if df.empty:
         return df
     df["label"] = _unique_short(df["run"].tolist())
-    df["pareto"] = pareto_mask(df["tflite_zip_bytes"].to_numpy(float), df["accuracy"].to_numpy(float))
+    df["pareto"] = pareto_mask(df[PARETO_SIZE].to_numpy(float), df["accuracy"].to_numpy(float))
     return df
+
+
+PARETO_SIZE = "tflite_zip_bytes"  # the default size the frontier is drawn against
+
+
+def compare_columns() -> list[str]:
+    """compare_display's columns: the run, the shipped file's sizes first (exporters in rank order), the
+    stage's Keras file last."""
+    sizes = [_short(f.field) for f in figures.size_figures(exported_only=True)] + [_short(figures.KERAS_ZIP.field)]
+    return (["alarm", "run", "steps", "export", "accuracy", "baseline_accuracy"] + sizes
+            + ["latency", "sparsity", "unique_values", "pareto"])
 
 
 def compare_display(df: pd.DataFrame, marks: Sequence[str] | None = None) -> pd.DataFrame:
     """compare_df as text for st.dataframe: a dash where a run has no such figure (a baseline-only
     run has no Keras file of a last stage), and the health mark of each run first."""
-    out = pd.DataFrame({
+    out = {
         "alarm": list(marks) if marks is not None else [""] * len(df),
         "run": df["run"], "steps": df["steps"], "export": df["export"].fillna(DASH),
         "accuracy": [_fmt(v, ".2%") for v in df["accuracy"]],
         "baseline_accuracy": [_fmt(v, ".2%") for v in df["baseline_accuracy"]],
-        "tflite_zip": [human_bytes(v) for v in df["tflite_zip_bytes"]],
-        "dc": [human_bytes(v) for v in df["dc_bytes"]],
-        "tflite": [human_bytes(v) for v in df["tflite_bytes"]],
-        "keras_zip": [human_bytes(v) for v in df["keras_zip_bytes"]],
+    }
+    for fig in figures.size_figures():
+        out[_short(fig.field)] = [human_bytes(v) for v in df[fig.field]] if fig.field in df else [DASH] * len(df)
+    out.update({
         "latency": [_fmt(v, ".3f") for v in df["latency_ms"]],
         "sparsity": [_fmt(v, ".1%") for v in df["sparsity"]],
         "unique_values": [_fmt(v, ",.0f") for v in df["unique_values"]],
         "pareto": df["pareto"].astype(bool),
     })
-    return out
+    return pd.DataFrame(out, columns=compare_columns())
 
 
 def _unique_short(names: list[str]) -> list[str]:
@@ -560,13 +615,18 @@ def pareto_mask(size: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
     return mask
 
 
+def compare_figures() -> list:
+    """The size figures Compare shows, the shipped file first and the stage's Keras file last."""
+    return figures.size_figures(exported_only=True) + [figures.KERAS_ZIP]
+
+
 def compare_sizes_df(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in df.iterrows():
-        for field, name in MEASURE_LABELS.items():
-            v = r.get(field)
+        for fig in compare_figures():
+            v = r.get(fig.field)
             if v is not None and np.isfinite(v):
-                rows.append({"run": r["run"], "label": r.get("label", short_label(r["run"])), "measure": name,
+                rows.append({"run": r["run"], "label": r.get("label", short_label(r["run"])), "measure": fig.label,
                              "bytes": float(v), "kb": float(v) / KB, "size": human_bytes(v)})
     return pd.DataFrame(rows, columns=["run", "label", "measure", "bytes", "kb", "size"])
 
@@ -575,12 +635,14 @@ def compare_size_chart(sizes: pd.DataFrame) -> alt.Chart:
     if "label" not in sizes:
         sizes = sizes.assign(label=[short_label(r) for r in sizes["run"]])
     runs = list(dict.fromkeys(sizes["label"]))
-    measures = list(MEASURE_LABELS.values())
-    return alt.Chart(sizes, title=alt.Title("Size per run", subtitle="Keras (last stage) zipped, and the exported TFLite file raw and zipped")).mark_bar().encode(
+    measures = [f.label for f in compare_figures()]
+    colors = [f.color for f in compare_figures()]
+    subtitle = "the shipped file (" + ", ".join(measures[:-1]) + "), then the last stage's Keras file zipped"
+    return alt.Chart(sizes, title=alt.Title("Size per run", subtitle=subtitle)).mark_bar().encode(
         y=alt.Y("label:N", sort=runs, title=None, axis=alt.Axis(labelLimit=170)),
         yOffset=alt.YOffset("measure:N", sort=measures),
         x=alt.X("kb:Q", title="size (KB)"),
-        color=alt.Color("measure:N", title=None, scale=alt.Scale(domain=measures, range=MEASURE_COLORS),
+        color=alt.Color("measure:N", title=None, scale=alt.Scale(domain=measures, range=colors),
                         legend=alt.Legend(orient="top", direction="horizontal", labelLimit=0)),
         tooltip=[alt.Tooltip("run:N"), alt.Tooltip("measure:N", title="file"), alt.Tooltip("size:N"),
                  alt.Tooltip("bytes:Q", format=",")],
@@ -599,14 +661,14 @@ def compare_latency_chart(df: pd.DataFrame) -> alt.LayerChart:
                      ).properties(height=alt.Step(30))
 
 
-def pareto_chart(df: pd.DataFrame, size_field: str = "tflite_zip_bytes") -> alt.LayerChart:
+def pareto_chart(df: pd.DataFrame, size_field: str = PARETO_SIZE) -> alt.LayerChart:
     """Accuracy against compressed size; the runs no other run beats on both are joined by the frontier."""
     data = df.assign(kb=df[size_field] / KB, size=[human_bytes(v) for v in df[size_field]],
                      status=np.where(df["pareto"], "on the frontier", "dominated"))
     tooltip = [alt.Tooltip("run:N"), alt.Tooltip("steps:N"), alt.Tooltip("accuracy:Q", format=".2%"),
-               alt.Tooltip("size:N", title=MEASURE_LABELS.get(size_field, size_field)),
+               alt.Tooltip("size:N", title=measure_label(size_field)),
                alt.Tooltip("latency_ms:Q", title="latency (ms)", format=".3f"), alt.Tooltip("status:N")]
-    x = alt.X("kb:Q", title=f"{MEASURE_LABELS.get(size_field, size_field)} size (KB, log)", scale=alt.Scale(type="log", zero=False))
+    x = alt.X("kb:Q", title=f"{measure_label(size_field)} size (KB, log)", scale=alt.Scale(type="log", zero=False))
     y = alt.Y("accuracy:Q", title="test accuracy", scale=alt.Scale(zero=False), axis=alt.Axis(format="%"))
     frontier = alt.Chart(data[data["pareto"]].sort_values("kb")).mark_line(strokeDash=[6, 3], color="#e45756", point=False).encode(
         x=x, y=y, order="kb:Q", tooltip=tooltip)
@@ -658,75 +720,105 @@ def recall_heatmap(df: pd.DataFrame) -> alt.LayerChart:
                      ).properties(height=alt.Step(34), width=alt.Step(56))
 
 
-# --- Deep Compression container: where the bits go -------------------------------------------
-
-DC_KINDS = ["index", "weights", "codebook"]  # per layer, stacked in this order
-DC_GRAPH = "graph + biases"
-DC_KIND_COLORS = {"index": "#4c78a8", "weights": "#f58518", "codebook": "#54a24b", "graph": "#bab0ac"}
+# --- an exporter's own size accounting: where the bits go -----------------------------------------
 
 
-def dc_bits_table(accounting: dict) -> pd.DataFrame:
-    """One row per kernel tensor (as in the paper's Tables 2-3) plus one for everything else.
+def accountings(report: dict) -> list[tuple]:
+    """(exporter declaration, its accounting dict) for every exporter that declares an accounting and
+    whose accounting this report holds, in rank order."""
+    final = report.get("final") if isinstance(report, dict) else None
+    out = []
+    for e in exporters.all_exporters():
+        acc = (final or {}).get(e.accounting.field) if e.accounting else None
+        if isinstance(acc, dict) and isinstance(acc.get("tensors"), list) and acc["tensors"]:
+            out.append((e, acc))
+    return out
 
-    Columns: layer, encoding, weights, kept_pct, weight_bits, index_bits, index/weight/codebook
-    bytes, bytes, raw_bytes and ratio. ``layer`` is the Keras layer name when the accounting
-    went through ``compression.dc.with_layers``, else the TFLite tensor name.
+
+def accounting_table(spec, accounting: dict) -> pd.DataFrame:
+    """One row per kernel tensor (as in Deep Compression's Tables 2-3) plus one for the rest of the file.
+
+    Columns: layer, the declared columns, each part's bytes, bytes, raw_bytes and ratio. ``layer`` is
+    the Keras layer the one matcher found, else the tensor's name.
     """
-    cols = ["layer", "encoding", "weights", "kept_pct", "weight_bits", "index_bits", "index_bytes",
-            "weight_bytes", "codebook_bytes", "bytes", "raw_bytes", "ratio"]
+    extra = [field for _label, field, _fmt in spec.columns]
+    parts = [field for _label, field, _color in spec.parts]
+    cols = ["layer", *extra, *parts, "bytes", "raw_bytes", "ratio"]
     rows = []
     for t in accounting.get("tensors") or []:
+        if not isinstance(t, dict):
+            continue
         row = {c: t.get(c) for c in cols}
-        row["layer"] = t.get("layer") or t.get("tensor")
+        row["layer"] = str(t.get("layer") or t.get("tensor") or "?")
+        raw, size = _num(t.get("raw_bytes")), _num(t.get("bytes"))
+        row["ratio"] = raw / size if np.isfinite(raw) and np.isfinite(size) and size > 0 else None
         rows.append(row)
-    graph = int(accounting.get("graph_bytes") or 0)
-    raw_graph = accounting.get("graph_raw_bytes")
-    rows.append({"layer": DC_GRAPH, "encoding": accounting.get("graph_codec"), "weights": None, "kept_pct": None,
-                 "weight_bits": None, "index_bits": None, "index_bytes": 0, "weight_bytes": 0, "codebook_bytes": 0,
-                 "bytes": graph, "raw_bytes": raw_graph,
-                 "ratio": (raw_graph / graph) if raw_graph and graph else None})
+    rest_label, rest_field, _color = spec.rest
+    rest = _num(accounting.get(rest_field))
+    rest_raw = _num(accounting.get(f"{rest_field[:-len('_bytes')]}_raw_bytes" if rest_field.endswith("_bytes") else ""))
+    rest_row = {c: None for c in cols}
+    rest_row.update({"layer": rest_label, "bytes": None if np.isnan(rest) else rest,
+                     "raw_bytes": None if np.isnan(rest_raw) else rest_raw,
+                     "ratio": rest_raw / rest if np.isfinite(rest_raw) and np.isfinite(rest) and rest > 0 else None})
+    for field in parts:
+        rest_row[field] = 0
+    if "encoding" in extra:
+        rest_row["encoding"] = accounting.get("graph_codec")
+    rows.append(rest_row)
     return pd.DataFrame(rows, columns=cols)
 
 
-def dc_bits_chart(accounting: dict) -> alt.Chart:
-    """Stacked horizontal bars: each layer's index, weight and codebook bytes, and one bar for the
-    rest of the file (graph, biases, scales; compressed). Aggregated per layer: a few rows."""
-    table = dc_bits_table(accounting)
+def accounting_chart(spec, accounting: dict, file_label: str = "") -> alt.Chart:
+    """Stacked horizontal bars: each layer's parts (declared by the exporter), and one bar for the rest
+    of the file. Aggregated per layer: a few rows whatever the model's size."""
+    table = accounting_table(spec, accounting)
     order = list(table["layer"])
+    rest_label, _f, rest_color = spec.rest
+    kinds = [label for label, _f, _c in spec.parts] + ["rest"]
+    colors = [c for _l, _f, c in spec.parts] + [rest_color]
     rows = []
     for _, r in table.iterrows():
-        if r["layer"] == DC_GRAPH:
-            rows.append({"layer": r["layer"], "kind": "graph", "bytes": int(r["bytes"]), "encoding": r["encoding"]})
+        if r["layer"] == rest_label:
+            rows.append({"layer": r["layer"], "kind": "rest", "bytes": int(_num(r["bytes"]) or 0)
+                         if np.isfinite(_num(r["bytes"])) else 0})
             continue
-        for kind, col in zip(DC_KINDS, ("index_bytes", "weight_bytes", "codebook_bytes")):
-            rows.append({"layer": r["layer"], "kind": kind, "bytes": int(r[col] or 0), "encoding": r["encoding"]})
-    df = pd.DataFrame(rows, columns=["layer", "kind", "bytes", "encoding"])
-    kinds = DC_KINDS + ["graph"]
+        for label, field, _c in spec.parts:
+            v = _num(r[field])
+            rows.append({"layer": r["layer"], "kind": label, "bytes": int(v) if np.isfinite(v) else 0})
+    df = pd.DataFrame(rows, columns=["layer", "kind", "bytes"])
     df["order"] = df["kind"].map({k: i for i, k in enumerate(kinds)})
-    total = accounting.get("dc_bytes")
-    subtitle = (f"model.dc {human_bytes(total)} from a {human_bytes(accounting.get('tflite_bytes'))} TFLite file; "
-                "codebook includes the Huffman tables") if total else "codebook includes the Huffman tables"
+    total = _num(accounting.get(spec.file_field)) if spec.file_field else np.nan
+    source = _num(accounting.get("tflite_bytes"))
+    subtitle = (f"{file_label or 'the file'}: {human_bytes(total)}"
+                + (f" from a {human_bytes(source)} TFLite file" if np.isfinite(source) else "")
+                + f"; '{rest_label}' is everything but the layers' kernels") if np.isfinite(total) else \
+        f"'{rest_label}' is everything but the layers' kernels"
     return alt.Chart(df).mark_bar().encode(
         y=alt.Y("layer:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),
-        x=alt.X("sum(bytes):Q", title="bytes in model.dc", stack="zero"),
-        color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=kinds, range=[DC_KIND_COLORS[k] for k in kinds]),
+        x=alt.X("sum(bytes):Q", title=f"bytes in {file_label or 'the file'}", stack="zero"),
+        color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=kinds, range=colors),
                         legend=alt.Legend(orient="top")),
         order=alt.Order("order:Q"),
-        tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("kind:N"), alt.Tooltip("bytes:Q", format=","),
-                 alt.Tooltip("encoding:N")],
-    ).properties(title=alt.Title("Where the bits go", subtitle=subtitle), height=alt.Step(28), width=520)
+        tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("kind:N"), alt.Tooltip("bytes:Q", format=",")],
+    ).properties(title=alt.Title(spec.title, subtitle=subtitle), height=alt.Step(28), width=520)
 
 
-def dc_bits_display(accounting: dict) -> pd.DataFrame:
-    """dc_bits_table as text for st.dataframe: bits per weight, bytes and ratios, a dash where a
-    figure does not apply (the graph row has no weights)."""
-    table = dc_bits_table(accounting)
-    return pd.DataFrame({
-        "layer": table["layer"], "encoding": table["encoding"].fillna(DASH),
-        "weights": [_fmt(v, ",.0f") for v in table["weights"]],
-        "kept": [_fmt(v, ".1f") + ("%" if _fmt(v, ".1f") != DASH else "") for v in table["kept_pct"]],
-        "weight bits": [_fmt(v, ".2f") for v in table["weight_bits"]],
-        "index bits": [_fmt(v, ".2f") for v in table["index_bits"]],
-        "bytes": [_fmt(v, ",.0f") for v in table["bytes"]],
-        "ratio": [_fmt(v, ".1f") + ("×" if _fmt(v, ".1f") != DASH else "") for v in table["ratio"]],
-    })
+def _fmt_declared(value, fmt: str) -> str:
+    if fmt == "s":
+        return DASH if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    if fmt.endswith("%"):
+        text = _fmt(value, fmt[:-1])
+        return text + "%" if text != DASH else text
+    return _fmt(value, fmt)
+
+
+def accounting_display(spec, accounting: dict) -> pd.DataFrame:
+    """accounting_table as text for st.dataframe: the declared columns, bytes and ratio, a dash where a
+    figure does not apply (the rest of the file has no weights)."""
+    table = accounting_table(spec, accounting)
+    out = {"layer": table["layer"]}
+    for label, field, fmt in spec.columns:
+        out[label] = [_fmt_declared(v, fmt) for v in table[field]]
+    out["bytes"] = [_fmt(v, ",.0f") for v in table["bytes"]]
+    out["ratio"] = [_fmt(v, ".1f") + ("×" if _fmt(v, ".1f") != DASH else "") for v in table["ratio"]]
+    return pd.DataFrame(out)

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from compression import jobs
-from compression.engine import methods as method_registry
 from compression.errors import UserError
 from compression.recipe import Recipe, default_step, step_to_dict
-from compression.studio.schedules import schedule_warnings, steps_per_epoch  # noqa: F401  (re-exported)
+from compression.recipe import methods as method_registry
+from compression.recipe.training import steps_per_epoch
+from compression.studio.schedules import schedule_warnings  # noqa: F401  (re-exported)
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -240,28 +241,11 @@ DEEP_COMPRESSION_PRESETS = {
 }
 DEFAULT_PRESET = "prune → cluster → QAT"
 MIN_PRUNE_STEPS = 300  # optimizer steps a pruning step gets at least: time to prune in ~10 updates and recover
-MASK_UPDATES = 10  # the polynomial schedule reaches its target in this many mask updates
 
 
 def preset_batch_size(n_train: int) -> int:
     """Small datasets (digits) need small batches to give the optimizer enough steps."""
     return 32 if n_train < 10_000 else 128
-
-
-def prune_schedule(n_train: int | None, batch_size: int, epochs: int, max_train_samples: int | None = None,
-                   end_fraction: float = 0.6) -> dict:
-    """begin_step, end_step and frequency for a polynomial pruning step on this much data.
-
-    The sparsity ramp ends after ``end_fraction`` of the step's training (the rest recovers at the
-    target) and moves in MASK_UPDATES even updates, so the mask never jumps to the target in one go.
-    """
-    spe = steps_per_epoch(n_train or DIGITS_N_TRAIN, batch_size, max_train_samples) or 1
-    total = spe * max(1, int(epochs))
-    end = max(2, int(round(total * end_fraction)))
-    frequency = max(1, end // MASK_UPDATES)
-    if end >= MASK_UPDATES:
-        end = frequency * MASK_UPDATES  # the last mask update lands on end_step: nothing for the engine to move
-    return {"begin_step": 0, "end_step": end, "frequency": frequency}
 
 
 def _epochs_for(n_train: int, batch_size: int, max_train_samples: int | None, lo: int, hi: int) -> int:
@@ -270,14 +254,13 @@ def _epochs_for(n_train: int, batch_size: int, max_train_samples: int | None, lo
 
 
 def _fit(steps: list[dict], n_train: int, max_train_samples: int | None, end_fraction: float = 0.6) -> list[dict]:
-    """Complete the steps with their defaults and fit every polynomial pruning schedule to the data."""
+    """Complete the steps with their defaults and fit each to the data as its method declares
+    (a polynomial pruning schedule moves in even mask updates and ends before the step does)."""
     out = []
     for s in steps:
         full = dict(new_step(s["method"]), **s)
-        if full["method"] == "prune" and full.get("schedule", "polynomial_decay") == "polynomial_decay" \
-                and not full.get("sparsity_m_by_n"):
-            full.update(prune_schedule(n_train, full["batch_size"], full["epochs"], max_train_samples, end_fraction))
-        out.append(full)
+        spe = steps_per_epoch(n_train or DIGITS_N_TRAIN, full["batch_size"], max_train_samples) or 1
+        out.append(method_registry.get(full["method"]).fit_to_data(full, spe, end_fraction))
     return out
 
 
@@ -294,7 +277,7 @@ def presets(n_train: int | None = None, max_train_samples: int | None = None) ->
         "prune → cluster → QAT": {
             "name": "prune-cluster-qat",
             "description": (f"tfmot's collaborative optimisation: prune to 80% over {prune_epochs} epochs (sparsity rises "
-                            f"in {MASK_UPDATES} steps during the first 60%, then recovers), cluster into 16 shared "
+                            "in ten steps during the first 60%, then recovers), cluster into 16 shared "
                             "values keeping the zeros, then one epoch of quantization-aware training that keeps both "
                             f"(PCQAT). Batch {bs}: {spe} steps per epoch on this data."),
             "steps": _fit([{"method": "prune", "initial_sparsity": 0.5, "final_sparsity": 0.8, "epochs": prune_epochs,

@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from compression.errors import UserError
-from compression.recipe import Recipe
-from compression.studio.schedules import schedule_warnings, steps_per_epoch
+from compression.recipe import Recipe, methods
+from compression.recipe.figures import number
+from compression.recipe.params import declared_default
+from compression.recipe.training import steps_per_epoch
 
 CHANCE_MARGIN = 0.05  # "at chance" = at most 1/num_classes + this
 WEAK_BASELINE_MARGIN = 0.25  # a baseline at most 1/num_classes + this (35% for 10 classes) is too weak to compress
@@ -45,8 +47,7 @@ def _cap(text: str) -> str:
     return (text[:1].upper() + text[1:] + ".") if text else text
 
 
-def _num(x) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+_num = number
 
 
 def _recipe(report: dict) -> Recipe | None:
@@ -77,26 +78,21 @@ def _causes(report: dict, recipe: Recipe | None, compressed: bool) -> tuple[list
         if b.learning_rate >= HIGH_LR:
             causes.append(f"the baseline's learning rate {b.learning_rate:g} is high")
             fixes.append("use a learning rate of 1e-3 for the baseline")
+    if compressed and recipe is not None:
+        for i, step in enumerate(recipe.steps, start=1):
+            method = methods.find(step.method)
+            if method is None:
+                continue
+            spe = steps_per_epoch(int(n_train), step.batch_size, cap) if n_train else None
+            hints = method.health_hints(step, spe)
+            for hint in hints[:2]:
+                causes.append(f"step {i} ({step.method}): {hint.cause}".rstrip("."))
+            fixes.extend(dict.fromkeys(h.fix for h in hints))
+            if step.learning_rate >= HIGH_LR:
+                usual = declared_default(method.step_type, "learning_rate")
+                causes.append(f"step {i} ({step.method}) fine-tunes at a high learning rate {step.learning_rate:g}")
+                fixes.append(f"lower step {i}'s learning rate (the method's default is {usual:g})")
     if compressed:
-        stage_notes = []
-        for st in report.get("stages") or []:
-            for text in list(st.get("warnings") or []) + list(st.get("notes") or []):
-                if isinstance(text, str) and ("one go" in text or "jump" in text):
-                    stage_notes.append(f"{st.get('method')}: {text}")
-        jumped = list(stage_notes)
-        if recipe is not None and n_train and not jumped:
-            jumped += schedule_warnings(recipe, lambda bs: steps_per_epoch(int(n_train), bs, cap))
-        for sentence in jumped[:2]:
-            causes.append(sentence.rstrip("."))
-        if jumped:
-            fixes.append("let sparsity rise over several mask updates: lower the pruning step's 'Update every' "
-                         "(frequency) or train it for more epochs; the presets fit this to the data")
-        if recipe is not None:
-            for i, step in enumerate(recipe.steps, start=1):
-                if step.learning_rate >= HIGH_LR:
-                    causes.append(f"step {i} ({step.method.value}) fine-tunes at a high learning rate "
-                                  f"{step.learning_rate:g}")
-                    fixes.append(f"lower step {i}'s learning rate (1e-3 for pruning, 1e-4 for clustering and QAT)")
         drop = _worst_stage(report)
         if drop:
             causes.append(drop)

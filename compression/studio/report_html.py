@@ -15,6 +15,7 @@ import re
 import altair as alt
 import pandas as pd
 
+from compression.recipe import figures
 from compression.studio import bundle, charts, health
 
 
@@ -65,9 +66,15 @@ def _findings_html(findings: list[health.Finding]) -> str:
     return f'<div class="alarm">{"".join(parts)}</div>'
 
 
+def script_json(value) -> str:
+    """JSON that is safe inside an HTML <script> block: '<', '>' and '&' written as unicode escapes,
+    so no value (a run name, a class name) can close the block or open a comment."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _page(title: str, body: str, specs: list[dict]) -> str:
     script = "\n".join(
-        f'vegaEmbed("#chart{i}", {json.dumps(spec)}, {{"actions": false, "renderer": "svg"}});'
+        f'vegaEmbed("#chart{i}", {script_json(spec)}, {{"actions": false, "renderer": "svg"}});'
         for i, spec in enumerate(specs))
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style><script>{vega_js()}</script></head><body>{body}"
@@ -99,10 +106,12 @@ def run_report_html(report: dict, recipe: dict | None = None, name: str | None =
     rec = charts.recall_df(report)
     if not rec.empty:
         chart_list.append(charts.recall_shift_chart(rec))
+    for exporter, accounting in charts.accountings(report):
+        chart_list.append(charts.accounting_chart(exporter.accounting, accounting, exporter.file_name))
     chart_divs, specs = _charts_html(chart_list)
     headers = {"stage": "Stage", "accuracy": "Accuracy", "accuracy_delta": "Δ acc. (pts)", "params_nonzero": "Nonzero params",
-               "sparsity": "Sparsity", "unique_values": "Distinct values", "keras_zip": "Keras zip", "tflite": "TFLite",
-               "tflite_zip": "TFLite zip", "dc": "model.dc", "latency": "Latency"}
+               "sparsity": "Sparsity", "unique_values": "Distinct values", "latency": "Latency",
+               **{charts._short(f.field): f.label for f in figures.size_figures()}}
     body = (f"<h1>{html.escape(name)}</h1><p class=\"sub\">{html.escape(steps)} · export "
             f"{html.escape(str((report.get('final') or {}).get('export')))} · dataset {html.escape(str(ds.get('name')))} "
             f"({ds.get('n_test')} test samples)</p>"
@@ -114,13 +123,14 @@ def run_report_html(report: dict, recipe: dict | None = None, name: str | None =
               f"Scaling: {html.escape(c['scaling'])}. Output: {html.escape(c['output'])}. Classes: "
               f"{html.escape(', '.join(c['class_names']) or '–')}.</p>"
             + "<h2>Stage by stage</h2>" + _table(charts.stage_display(table), headers)
-            + "<p>– : the figure does not exist for that row (the exported TFLite file has no Keras file).</p>"
+            + "<p>– : the figure does not exist for that row (the exported file has no Keras file; some artifacts "
+              "are made from the exported file only).</p>"
             + "<h2>Charts</h2>" + chart_divs
             + "<h2>Recipe</h2><pre>" + html.escape(json.dumps(recipe, indent=2)) + "</pre>")
     return _page(f"{name}: compression report", body, specs)
 
 
-def compare_report_html(runs: list[tuple[str, dict]], size_field: str = "tflite_zip_bytes") -> str:
+def compare_report_html(runs: list[tuple[str, dict]], size_field: str = charts.PARETO_SIZE) -> str:
     """The HTML report of several runs side by side."""
     df = charts.compare_df(runs)
     marks = [health.short_mark(health.assess(rep)) for _label, rep in runs]
@@ -132,9 +142,9 @@ def compare_report_html(runs: list[tuple[str, dict]], size_field: str = "tflite_
     chart_divs, specs = _charts_html(chart_list)
     shown = charts.compare_display(df, marks).assign(pareto=lambda d: d["pareto"].map({True: "yes", False: ""}))
     headers = {"alarm": "⚠", "run": "Run", "steps": "Steps", "export": "Export", "accuracy": "Accuracy",
-               "baseline_accuracy": "Its baseline", "tflite_zip": "TFLite zip", "dc": "model.dc", "tflite": "TFLite",
-               "keras_zip": "Keras zip", "latency": "Latency (ms)", "sparsity": "Sparsity",
-               "unique_values": "Distinct values", "pareto": "Pareto"}
+               "baseline_accuracy": "Its baseline", "latency": "Latency (ms)", "sparsity": "Sparsity",
+               "unique_values": "Distinct values", "pareto": "Pareto",
+               **{charts._short(f.field): f.label for f in figures.size_figures()}}
     recipes = "".join(f"<h3>{html.escape(label)}</h3><pre>{html.escape(json.dumps(rep.get('recipe') or {}, indent=2))}</pre>"
                       for label, rep in runs)
     body = (f"<h1>Comparison of {len(runs)} runs</h1>"

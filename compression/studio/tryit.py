@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from compression.recipe import exporters
 from compression.store import runs
+from compression.store.workspace import read_json
 
 from compression.errors import UserError
 
@@ -32,7 +34,7 @@ def baseline_tflite(run_dir: str | Path, recipe: dict | None = None) -> Path | N
         return own
     recipe = recipe or {}
     if not recipe.get("steps"):
-        return runs.artifact_path(run_dir, "tflite")
+        return runs.artifact_path(run_dir, exporters.primary().key)
     path = (recipe.get("baseline") or {}).get("path")
     if path:
         src = Path(path).parent
@@ -41,24 +43,45 @@ def baseline_tflite(run_dir: str | Path, recipe: dict | None = None) -> Path | N
         except (OSError, ValueError):
             src_recipe = None
         if isinstance(src_recipe, dict) and not src_recipe.get("steps"):
-            return runs.artifact_path(src, "tflite")
+            return runs.artifact_path(src, exporters.primary().key)
     return None
 
 
 def test_split(dataset) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """x_test, y_test and class names of a recipe's dataset (as the engine prepares them)."""
-    from compression import data  # late: only when a user asks to try samples
+    from compression.inputs import data  # late: only when a user asks to try samples
 
     ds = data.load(dataset)
     return ds.x_test, ds.y_test, list(ds.class_names)
 
 
+def _input(tflite_path: str | Path) -> dict:
+    report = read_json(Path(tflite_path).parent / "report.json")
+    inp = report.get("input") if isinstance(report, dict) else None
+    return inp if isinstance(inp, dict) else {}
+
+
 def input_factor(tflite_path: str | Path) -> float:
     """What the loaders' [0, 1] samples must be multiplied by for this file: its run's report says
     whether the file takes raw pixel values (``input.raw_scale``); 1 for older runs and user models."""
-    report = runs.read_json(Path(tflite_path).parent / "report.json")
-    scale = ((report or {}).get("input") or {}).get("raw_scale") if isinstance(report, dict) else None
-    return float(scale) if isinstance(scale, (int, float)) and scale > 0 else 1.0
+    scale = _input(tflite_path).get("raw_scale")
+    return float(scale) if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0 else 1.0
+
+
+def fitted_samples(tflite_path: str | Path, x: np.ndarray) -> np.ndarray:
+    """The loaders' samples as this file takes them: adapted to its input as the run adapted the dataset
+    (``input.adapt``: padded, resized, channels copied, reshaped; compression.inputs.data.adapt_samples)
+    and scaled to raw values where the file takes them."""
+    from compression.inputs import data
+
+    spec = _input(tflite_path).get("adapt")
+    x = np.asarray(x, dtype=np.float32)
+    if isinstance(spec, dict) and spec.get("kind") in ("reshape", "pad", "resize"):
+        try:
+            x = data.adapt_samples(x, spec)
+        except (KeyError, TypeError, ValueError):
+            pass  # a damaged spec: the reshape below still fits samples of the right size
+    return x * input_factor(tflite_path)
 
 
 def _interpreter(path: str | Path):
@@ -76,7 +99,7 @@ def predict(path: str | Path, x: np.ndarray, top_k: int = 3) -> list[Prediction]
     """Run every sample of ``x`` (batch of 1 each) through a TFLite file; quantized inputs and
     outputs are (de)quantized with the file's own scale and zero point."""
     interp = _interpreter(path)
-    x = np.asarray(x, dtype=np.float32) * input_factor(path)
+    x = fitted_samples(path, x)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     shape = [int(d) for d in inp["shape"]]
     preds = []

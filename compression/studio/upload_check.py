@@ -16,7 +16,7 @@ from compression.errors import UserError
 
 CANDIDATES = {
     "model": ("compression.engine.models", ("load_model", "inspect_model_file")),  # a full load catches damaged weights
-    "dataset": ("compression.data", ("validate_npz", "load_npz")),
+    "dataset": ("compression.inputs.data", ("validate_npz", "load_npz")),
 }
 
 

@@ -28,8 +28,8 @@ from typing import BinaryIO
 import numpy as np
 
 from compression.errors import DatasetError, ModelLoadError, UserError
-from compression.modelfile import check_config, read_config
-from compression.npzfile import inspect_npz
+from compression.inputs.modelfile import check_config, read_config
+from compression.inputs.npzfile import inspect_npz
 from compression.store.workspace import home_dir
 
 MB = 1024 * 1024
@@ -182,7 +182,7 @@ def deep_check(path: str | Path, kind: str, timeout: float = 180) -> str | None:
     """
     if os.environ.get("COMPRESSION_UPLOAD_DEEP_CHECK", "1") == "0":
         return None
-    module = "compression.engine.models" if kind == "model" else "compression.data"
+    module = "compression.engine.models" if kind == "model" else "compression.inputs.data"
     try:
         if importlib.util.find_spec(module) is None:
             return None

@@ -1,45 +1,36 @@
-"""The registry of compression methods.
+"""The executors of the declared methods: ``apply`` for each name in compression.recipe.methods.
 
-Every module in this package that defines ``METHOD`` (an instance of ``base.Method``) is
-a method; the registry finds them, so adding a method is writing one module (and its
-tests). Recipe validation, the planner, the pipeline, the command line and the Pipeline
-page all read the registry; an unknown name is an error wherever it appears.
-
-Importing this package imports no TensorFlow (methods import tfmot inside ``apply``).
+Every module here that defines ``EXECUTOR`` (an ``Executor``) is found on first use; a
+plug-in outside this package calls ``register``. Importing this package imports no
+TensorFlow (executors import it inside ``apply``).
 """
 
 from __future__ import annotations
 
-from compression.engine.methods.base import Method, StepConfig
-from compression.engine.registry import Registry
-from compression.errors import RecipeError
+from compression.engine.methods.base import Executor, MethodContext, StageFacts, StepResult
+from compression.recipe.registry import Registry
 
 
-def _check(method: Method) -> None:
-    if not getattr(method, "name", "") or not method.name.isidentifier():
-        raise ValueError(f"a method needs a name that is an identifier, not {getattr(method, 'name', None)!r}")
-    if method.step_type.method != method.name:
-        raise ValueError(f"{type(method).__name__}: its step type says method {method.step_type.method!r}, "
-                         f"not {method.name!r}")
+def _check(executor: Executor) -> None:
+    if not getattr(executor, "name", "") or not executor.name.isidentifier():
+        raise ValueError(f"an executor needs the name of its method, not {getattr(executor, 'name', None)!r}")
 
 
-_REGISTRY: Registry[Method] = Registry(__name__, __path__, "METHOD", Method, key=lambda m: m.name, check=_check)
-register = _REGISTRY.register  # a module's METHOD is added on first use; tests add their own
+_REGISTRY: Registry[Executor] = Registry(__name__, __path__, "EXECUTOR", Executor, key=lambda e: e.name,
+                                         check=_check)
+register = _REGISTRY.register
 unregister = _REGISTRY.unregister
-all_methods = _REGISTRY.all
+all_executors = _REGISTRY.all
 names = _REGISTRY.keys
 
 
-def get(name, where: str = "method") -> Method:
-    """The method called ``name``; RecipeError naming the registered ones otherwise."""
-    method = _REGISTRY.find(name)
-    if method is None:
-        raise RecipeError(where, f"{name!r} is not a method; known: {', '.join(names())}")
-    return method
+def get(name: str) -> Executor:
+    """The executor of a declared method; a plain error (a bug, not the user's) when there is none."""
+    executor = _REGISTRY.find(name)
+    if executor is None:
+        raise LookupError(f"method {name!r} is declared but has no executor in compression.engine.methods")
+    return executor
 
 
-def step_type(name: str, where: str = "method") -> type[StepConfig]:
-    return get(name, where).step_type
-
-
-__all__ = ["Method", "StepConfig", "all_methods", "get", "names", "register", "step_type", "unregister"]
+__all__ = ["Executor", "MethodContext", "StageFacts", "StepResult", "all_executors", "get", "names", "register",
+           "unregister"]

@@ -1,371 +1,30 @@
-"""The method protocol: what every compression method declares, in one place.
+"""The method protocol, executing half: what ``apply`` gets and gives.
 
-A method is one module in this package holding
-
-* a frozen step dataclass (subclass of ``StepConfig``) whose fields are the method's
-  parameters, each declared with ``param(...)``: default, bounds, unit and one line of
-  help. Recipe validation, the command line (``python -m compression methods``) and the
-  Pipeline page's widgets all read these declarations; nothing else hard-codes a range;
-* a ``Method`` subclass with its ordering facts (which earlier methods it undoes, which
-  it can preserve and how, its variants), its UI text, and
-  ``apply(model, ds, step, ctx) -> StepResult``.
-
-This module, and the top of every method module, import no TensorFlow: the registry is
-read by the recipe validator and the dashboard. A method imports tfmot inside ``apply``.
+A method's declaration (parameters, ordering facts, texts) is
+``compression/recipe/methods/<name>.py``; its executor is a module here defining
+``EXECUTOR = SomeExecutor()`` with the same ``name`` and
+``apply(model, ds, step, ctx) -> StepResult``. ``apply`` clones the model first (tfmot's
+wrappers share layer objects and otherwise write into the baseline), fine-tunes, strips its
+wrappers and returns the new model, with notes (every change made to what was asked) and
+stats (target against achieved), and any facts it hands to later stages.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import MISSING, dataclass, field, fields
-from enum import StrEnum
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
-
-from compression.choices import LayerScope, LrSchedule
-from compression.errors import RecipeError
-
-# --- parameter declarations -------------------------------------------------------------------
-
-MAX_INT = 2**31 - 1  # larger counts fail inside TensorFlow; refuse them here
-
-
-@dataclass(frozen=True)
-class Param:
-    """How one step parameter is checked, shown and explained."""
-
-    kind: str  # float | int | bool | enum | layers | pair | per_layer_float | per_layer_int
-    help: str
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-    hi_open: bool = False
-    unit: str = ""
-    nullable: bool = False  # None allowed (and means what the help says)
-    enum: type[StrEnum] | None = None
-    advanced: bool = False  # shown folded away in the dashboard
-    show_if: tuple[str, str] | None = None  # (field, value): relevant only then (e.g. schedule)
-    label: str = ""  # the widget's label, where the field name does not read well
-
-    def bounds_text(self) -> str:
-        if self.kind == "enum" and self.enum is not None:
-            return ", ".join(m.value for m in self.enum)
-        if self.lo is None and self.hi is None:
-            return ""
-        lo = "-inf" if self.lo is None else f"{self.lo:g}"
-        hi = "inf" if self.hi is None else f"{self.hi:g}"
-        return ("(" if self.lo_open else "[") + f"{lo}, {hi}" + (")" if self.hi_open else "]")
-
-    def describe(self) -> dict:
-        out: dict[str, Any] = {"kind": self.kind, "help": self.help}
-        if self.label:
-            out["label"] = self.label
-        if self.unit:
-            out["unit"] = self.unit
-        if self.lo is not None:
-            out["min"] = self.lo
-            out["min_open"] = self.lo_open
-        if self.hi is not None:
-            out["max"] = self.hi
-            out["max_open"] = self.hi_open
-        if self.enum is not None:
-            out["choices"] = [m.value for m in self.enum]
-        if self.nullable:
-            out["nullable"] = True
-        return out
-
-
-def param(default, help: str, *, kind: str | None = None, **kw) -> Any:
-    """A dataclass field declaring a step parameter (see ``Param``)."""
-    if kind is None:
-        if isinstance(default, bool):
-            kind = "bool"
-        elif isinstance(default, StrEnum):
-            kind, kw["enum"] = "enum", type(default)
-        elif isinstance(default, int):
-            kind = "int"
-        elif isinstance(default, float):
-            kind = "float"
-        else:
-            raise TypeError(f"say the kind of a parameter with default {default!r}")
-    return field(default=default, metadata={"param": Param(kind=kind, help=help, **kw)})
-
-
-def params_of(step_type: type) -> dict[str, Param]:
-    """The declared parameters of a step type, in declaration order."""
-    return {f.name: f.metadata["param"] for f in fields(step_type) if "param" in f.metadata}
-
-
-# --- checking values ----------------------------------------------------------------------------
-
-
-def check_int(value, where: str, lo: float | None = None, hi: float | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecipeError(where, f"{_short(value)} is not a whole number")
-    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
-        raise RecipeError(where, f"{_short(value)} is not a whole number")
-    if isinstance(value, int) and abs(value) > 10**15:
-        raise RecipeError(where, "is far too large")
-    value = int(value)
-    rng = f" (allowed {'' if lo is None else int(lo)}..{'' if hi is None else int(hi)})"
-    if lo is not None and value < lo:
-        raise RecipeError(where, f"{value} is below the minimum {int(lo)}{rng}")
-    if hi is not None and value > hi:
-        raise RecipeError(where, f"{value} is above the maximum {int(hi)}{rng}")
-    return value
-
-
-def check_float(value, where: str, p: Param) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecipeError(where, f"{_short(value)} is not a number")
-    if isinstance(value, int) and abs(value) > 10**15:
-        raise RecipeError(where, "is far too large")
-    value = float(value)
-    if not math.isfinite(value):
-        raise RecipeError(where, f"{value} is not a finite number")
-    lo_bad = p.lo is not None and (value <= p.lo if p.lo_open else value < p.lo)
-    hi_bad = p.hi is not None and (value >= p.hi if p.hi_open else value > p.hi)
-    if lo_bad or hi_bad:
-        raise RecipeError(where, f"{value:g} is outside {p.bounds_text()}")
-    return value
-
-
-def check_enum(enum: type[StrEnum], value, where: str):
-    try:
-        return enum(value)
-    except (ValueError, TypeError):
-        allowed = ", ".join(m.value for m in enum)
-        raise RecipeError(where, f"{_short(value)} is not one of: {allowed}") from None
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-@dataclass(frozen=True)
-class LayerSelection:
-    """Which layers a method touches. Layers without a kernel are never touched."""
-
-    scope: LayerScope = LayerScope.ALL
-    values: tuple[str, ...] = ()  # layer types (e.g. "Dense") or layer names
-
-    @classmethod
-    def parse(cls, data, where: str) -> "LayerSelection":
-        if isinstance(data, LayerSelection):
-            return data
-        if data is None:
-            return cls()
-        if isinstance(data, str):
-            scope = check_enum(LayerScope, data, where)
-            if scope in (LayerScope.TYPES, LayerScope.NAMES):
-                raise RecipeError(where, f'write {{"{scope.value}": [...]}} to choose layers by {scope.value[:-1]}')
-            return cls(scope)
-        if isinstance(data, dict) and len(data) == 1:
-            key, values = next(iter(data.items()))
-            scope = check_enum(LayerScope, key, where)
-            if scope not in (LayerScope.TYPES, LayerScope.NAMES):
-                raise RecipeError(where, f'"{key}" takes no list; write "{key}"')
-            if isinstance(values, str):
-                values = [values]
-            if not isinstance(values, (list, tuple)) or not values or not all(
-                isinstance(v, str) and v and len(v) <= 200 for v in values
-            ) or len(values) > 1000:
-                raise RecipeError(where, f"{key} needs a non-empty list of layer {key}")
-            return cls(scope, tuple(values))
-        raise RecipeError(
-            where, 'must be "all", "all_but_first_last", {"types": [...]} or {"names": [...]}'
-        )
-
-    def to_json(self):
-        if self.scope in (LayerScope.TYPES, LayerScope.NAMES):
-            return {self.scope.value: list(self.values)}
-        return self.scope.value
-
-    def describe(self) -> str:
-        if self.scope == LayerScope.ALL:
-            return "all layers with weights"
-        if self.scope == LayerScope.ALL_BUT_FIRST_LAST:
-            return "all layers with weights but the first and last"
-        kind = "of type" if self.scope == LayerScope.TYPES else "named"
-        return f"layers {kind} {', '.join(self.values)}"
-
-
-def _per_layer(value, where: str, p: Param, one: Callable) -> Any:
-    """A number, or {layer name: number}; the names are checked against the model later."""
-    if isinstance(value, dict):
-        if not value:
-            raise RecipeError(where, "an empty map; give a number, or {layer name: number}")
-        if len(value) > 1000:
-            raise RecipeError(where, "too many layers named")
-        out = {}
-        for name, v in value.items():
-            if not isinstance(name, str) or not name or len(name) > 200:
-                raise RecipeError(where, f"{_short(name)} is not a layer name")
-            out[name] = one(v, f"{where}.{name}")
-        return PerLayer(tuple(sorted(out.items())))
-    return one(value, where)
-
-
-@dataclass(frozen=True)
-class PerLayer:
-    """A per-layer map of a parameter (hashable, so steps stay frozen)."""
-
-    items: tuple[tuple[str, Any], ...]
-
-    def as_dict(self) -> dict:
-        return dict(self.items)
-
-
-def per_layer_value(value, layer: str, default):
-    """The value for ``layer``: a plain number applies to every layer; a map names some layers,
-    the others keep ``default`` (the step's declared default)."""
-    if isinstance(value, PerLayer):
-        return value.as_dict().get(layer, default)
-    return value
-
-
-def per_layer_maps(step) -> dict[str, dict]:
-    """The per-layer maps a step sets, from its declarations: parameter name -> {layer: value}."""
-    return {name: getattr(step, name).as_dict() for name, p in params_of(type(step)).items()
-            if p.kind.startswith("per_layer") and isinstance(getattr(step, name), PerLayer)}
-
-
-def declared_default(step_type: type, name: str):
-    """The default a step type declares for ``name`` (what layers a per-layer map leaves out take)."""
-    return next(f.default for f in fields(step_type) if f.name == name)
-
-
-def parse_value(value, where: str, p: Param):
-    if value is None:
-        if p.nullable:
-            return None
-        raise RecipeError(where, "must be given (null is not allowed here)")
-    if p.kind == "float":
-        return check_float(value, where, p)
-    if p.kind == "int":
-        return check_int(value, where, p.lo, p.hi if p.hi is not None else MAX_INT)
-    if p.kind == "bool":
-        if not isinstance(value, bool):
-            raise RecipeError(where, f"{_short(value)} must be true or false")
-        return value
-    if p.kind == "enum":
-        return check_enum(p.enum, value, where)
-    if p.kind == "layers":
-        return LayerSelection.parse(value, where)
-    if p.kind == "per_layer_float":
-        return _per_layer(value, where, p, lambda v, w: check_float(v, w, p))
-    if p.kind == "per_layer_int":
-        return _per_layer(value, where, p, lambda v, w: check_int(v, w, p.lo, p.hi))
-    if p.kind == "pair":
-        if isinstance(value, str) and ":" in value:
-            value = value.split(":")
-            try:
-                value = [int(x) for x in value]
-            except ValueError:
-                raise RecipeError(where, f"{_short(value)} is not a pair of whole numbers like [2, 4]") from None
-        if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise RecipeError(where, f"{_short(value)} is not a pair like [2, 4]")
-        pair = tuple(check_int(v, f"{where}[{i}]", p.lo, p.hi) for i, v in enumerate(value))
-        return pair
-    raise AssertionError(f"unknown parameter kind {p.kind}")
-
-
-def to_json_value(value):
-    if isinstance(value, LayerSelection):
-        return value.to_json()
-    if isinstance(value, PerLayer):
-        return value.as_dict()
-    if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, tuple):
-        return list(value)
-    return value
-
-
-# --- steps ----------------------------------------------------------------------------------------
-
-
-TRAINING_FIELDS = ("epochs", "batch_size", "learning_rate", "lr_schedule", "decay_rate", "weight_decay")
-
-
-@dataclass(frozen=True)
-class StepConfig:
-    """Base of every step dataclass. Subclasses declare their parameters with ``param``.
-
-    The fine-tuning parameters every method shares are declared here; a method redeclares
-    one to change its default (e.g. clustering fine-tunes at 1e-5).
-    """
-
-    method: ClassVar[str] = ""
-
-    epochs: int = param(1, "fine-tuning epochs after the change", lo=1, hi=1000, unit="epochs")
-    batch_size: int = param(128, "samples per optimizer step while fine-tuning", lo=1, hi=65536, unit="samples")
-    learning_rate: float = param(1e-3, "Adam's learning rate while fine-tuning", lo=0, hi=1, lo_open=True)
-    lr_schedule: LrSchedule = param(LrSchedule.CONSTANT, "how the learning rate changes while fine-tuning: "
-                                    "constant, cosine decay to zero, or exponential decay by decay_rate per epoch",
-                                    advanced=True, label="Learning-rate schedule")
-    decay_rate: float = param(0.9, "exponential schedule: the learning rate is multiplied by this every epoch",
-                              lo=0, hi=1, lo_open=True, advanced=True, show_if=("lr_schedule", "exponential"),
-                              label="Decay per epoch")
-    weight_decay: float = param(0.0, "decoupled weight decay (AdamW) while fine-tuning; 0 turns it off",
-                                lo=0, hi=0.1, advanced=True)
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str) -> "StepConfig":
-        declared = params_of(cls)
-        unknown = sorted(set(d) - set(declared) - {"method"})
-        if unknown:
-            raise RecipeError(f"{where}.{unknown[0]}", f"unknown field; allowed: {', '.join(sorted(declared))}")
-        kw = {}
-        for f in fields(cls):
-            if f.name not in declared:
-                continue
-            default = f.default if f.default is not MISSING else None
-            kw[f.name] = parse_value(d.get(f.name, default), f"{where}.{f.name}", declared[f.name])
-        step = cls(**kw)
-        step.check(where)
-        return step
-
-    def check(self, where: str) -> None:
-        """Rules across fields; raise RecipeError naming the field."""
-
-    def to_dict(self) -> dict:
-        out: dict[str, Any] = {"method": self.method}
-        for name in ordered_params(type(self)):
-            out[name] = to_json_value(getattr(self, name))
-        return out
-
-    def training(self) -> dict:
-        """Keyword arguments for engine.models.fit."""
-        return training_kwargs(self)
-
-
-def training_kwargs(config) -> dict:
-    """engine.models.fit's keyword arguments from anything with the training fields (a step, the baseline)."""
-    out = {name: getattr(config, name) for name in TRAINING_FIELDS}
-    out["lr_schedule"] = str(out["lr_schedule"])
-    return out
-
-
-def ordered_params(step_type: type) -> dict[str, Param]:
-    """The method's own parameters first, then the shared fine-tuning ones."""
-    declared = params_of(step_type)
-    own = {k: v for k, v in declared.items() if k not in TRAINING_FIELDS}
-    own.update({k: declared[k] for k in TRAINING_FIELDS if k in declared})
-    return own
-
-
-# --- what a method gets and gives ---------------------------------------------------------------
 
 
 @dataclass
 class StageFacts:
-    """What an earlier stage left in the model, for later methods (e.g. lottery tickets)."""
+    """What an earlier stage left in the model, for later methods (lottery tickets, preserving variants)."""
 
     method: str
     variant: str
-    masks: dict[str, Any]  # layer name -> bool array, True where the kernel is nonzero
-    centroids: dict[str, Any]  # layer name -> sorted distinct kernel values (clustered layers only)
+    masks: dict[str, Any]  # layer name -> bool array, True where the float kernel is nonzero
+    centroids: dict[str, Any]  # layer name -> sorted distinct kernel values (layers with at most 256 of them)
+    layers: list[str] = field(default_factory=list)  # the model's kernel layers after this stage, in order
+    extra: dict[str, Any] = field(default_factory=dict)  # whatever the method handed on (StepResult.facts)
 
 
 @dataclass
@@ -387,48 +46,16 @@ class StepResult:
     model: Any
     notes: list[str] = field(default_factory=list)  # every change made to what was asked, in words
     stats: dict = field(default_factory=dict)  # {"final_sparsity": {"target": 0.9, "achieved": 0.9001}}
+    facts: dict = field(default_factory=dict)  # handed to later stages as StageFacts.extra (e.g. codebooks)
 
 
-# --- the method -------------------------------------------------------------------------------------
-
-
-class Method:
-    """A compression method. Subclasses set the class attributes and implement apply."""
+class Executor:
+    """Runs one declared method. Subclasses set ``name`` and implement ``apply``."""
 
     name: ClassVar[str]
-    title: ClassVar[str]
-    help: ClassVar[str]  # one paragraph for the dashboard and the command line
-    step_type: ClassVar[type[StepConfig]]
-    # Ordering facts. ``undoes``: earlier method -> what running this one after it destroys.
-    undoes: ClassVar[dict[str, str]] = {}
-    # ``preserves``: earlier method -> what is lost if this step runs with preserve=false.
-    preserves: ClassVar[dict[str, str]] = {}
-    # variant name -> one sentence describing it
-    variants: ClassVar[dict[str, str]] = {}
-    # Whether the model it returns is a QAT model (exported through its learned ranges).
-    produces_qat: ClassVar[bool] = False
-    # Where it usually goes in a chain (prune 10, cluster 20, quantize 30); lists sort by it.
-    rank: ClassVar[int] = 50
 
-    def variant(self, step: StepConfig, intact: frozenset[str]) -> str:
-        """The variant this step runs as, given the earlier methods whose work is still intact."""
-        return next(iter(self.variants))
-
-    def describe(self, step: StepConfig, variant: str, kept: list[str]) -> str:
-        """One sentence for the plan. ``kept``: what earlier steps made that this one keeps."""
-        text = self.variants.get(variant, self.title)
-        return f"{text}: keeps {' and '.join(kept)}" if kept else text
-
-    def check_recipe(self, step: StepConfig, recipe, where: str) -> None:
-        """Rules that involve the rest of the recipe (e.g. the export mode)."""
-
-    def apply(self, model, ds, step: StepConfig, ctx: MethodContext) -> StepResult:  # pragma: no cover
+    def apply(self, model, ds, step, ctx: MethodContext) -> StepResult:  # pragma: no cover
         raise NotImplementedError
 
-    def describe_params(self) -> dict:
-        defaults = {f.name: f.default for f in fields(self.step_type)}
-        fields_ = {name: {"default": to_json_value(defaults[name]), **p.describe()}
-                   for name, p in ordered_params(self.step_type).items()}
-        return {"name": self.name, "title": self.title, "help": self.help,
-                "variants": dict(self.variants), "undoes": sorted(self.undoes),
-                "preserves": sorted(self.preserves), "params": fields_}
+
+__all__ = ["Executor", "MethodContext", "StageFacts", "StepResult"]

@@ -1,8 +1,9 @@
-"""A registry of plug-in modules: the methods and the exporters share this.
+"""The registry mechanism every extension point shares: method and exporter declarations,
+their executors in the engine, and study kinds.
 
-Every module of a package that defines the registry's attribute (``METHOD``, ``EXPORTER``)
-as an instance of its kind is registered the first time the registry is read. No
-TensorFlow: a plug-in module imports it inside its functions.
+Every module of a package that defines the registry's attribute (``METHOD``, ``EXPORTER``,
+``EXECUTOR``, ``STUDY``) as an instance of its kind is registered the first time the registry
+is read; ``register`` adds one from anywhere else (a plug-in module, a test). No TensorFlow.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Registry(Generic[T]):
     def all(self) -> list[T]:
         """Every registered item, in rank order (where it usually goes), then by name."""
         self._discover()
-        return sorted(self._items.values(), key=lambda item: (item.rank, self.key(item)))
+        return sorted(self._items.values(), key=lambda item: (getattr(item, "rank", 50), self.key(item)))
 
     def find(self, key) -> T | None:
         self._discover()

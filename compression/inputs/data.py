@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compression.choices import DatasetName
-from compression.errors import DatasetError
-from compression.npzfile import NPZ_KEYS, dtype_problem, inspect_npz
+from compression.errors import DatasetError, ModelLoadError
+from compression.inputs.npzfile import NPZ_KEYS, dtype_problem, inspect_npz
 
 VALIDATION_FRACTION = 0.1
 SPLIT_SEED = 1234  # the validation split never depends on the model's seed
@@ -176,13 +175,21 @@ def _offline() -> bool:
     return os.environ.get("COMPRESSION_OFFLINE", "") not in ("", "0", "false")
 
 
+_downloader = None  # set by the engine (compression.engine.download): keras' own loaders need TensorFlow
+
+
+def set_downloader(fn) -> None:
+    """``fn(loader_name) -> ((x_train, y_train), (x_test, y_test))``: the last resort of the loaders
+    above, for a process that has TensorFlow (the engine registers keras' own download)."""
+    global _downloader
+    _downloader = fn
+
+
 def _download(loader_name: str):
     """keras' own loader, as the last resort. Any failure means: not available."""
-    if _offline():
-        raise OSError("offline")
-    from compression.engine.download import keras_load_data  # TensorFlow: only on this last resort
-
-    return keras_load_data(loader_name)
+    if _offline() or _downloader is None:
+        raise OSError("offline, or no downloader in this process")
+    return _downloader(loader_name)
 
 
 def _read_idx_gz(path: Path) -> np.ndarray:
@@ -265,11 +272,12 @@ def load_digits() -> Dataset:
     return make_dataset("digits", x[train], y[train], x[test], y[test])
 
 
+# dataset name -> loader; compression.recipe.choices.DatasetName lists the same names (a test holds them equal)
 LOADERS = {
-    DatasetName.DIGITS: load_digits,
-    DatasetName.MNIST: load_mnist,
-    DatasetName.FASHION_MNIST: load_fashion_mnist,
-    DatasetName.CIFAR10: load_cifar10,
+    "digits": load_digits,
+    "mnist": load_mnist,
+    "fashion_mnist": load_fashion_mnist,
+    "cifar10": load_cifar10,
 }
 
 
@@ -345,10 +353,109 @@ def load_npz(path: str | Path) -> Dataset:
 
 def load(spec) -> Dataset:
     """A dataset from a recipe's DatasetSpec, a registry name, or an .npz path."""
-    if isinstance(spec, (str, DatasetName)):
-        if str(spec).lower().endswith(".npz"):
+    if isinstance(spec, str):  # a name (a DatasetName is a str too) or an .npz path
+        if spec.lower().endswith(".npz"):
             return load_npz(spec)
-        return LOADERS[DatasetName(spec)]()
+        if str(spec) not in LOADERS:
+            raise DatasetError(f"{str(spec)!r} is not a dataset; known: {', '.join(LOADERS)}, or an .npz file")
+        return LOADERS[str(spec)]()
     if spec.npz:
         return load_npz(spec.npz)
-    return LOADERS[spec.name]()
+    return LOADERS[str(spec.name)]()
+
+
+# --- fitting samples to a model's input ------------------------------------------------------------
+# One definition for the engine (when a run adapts a dataset to a loaded model), "Try it" and anything
+# else that feeds samples to the exported file: a spec says what was done, adapt_samples does it.
+
+
+def _dims(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def adaptation(have: tuple[int, ...], sample: tuple[int, ...], source: str = "the model",
+               dataset: str = "the dataset") -> dict:
+    """How samples of shape ``have`` are fitted to a model input of shape ``sample``.
+
+    {"kind": "none" | "reshape" | "pad" | "resize", "from": have, "to": sample, "sentence": ...}, plus
+    "pad": [top, left] for padding and "channels": [in, out]. Same number of values: laid out anew.
+    Images of another size: zero-padded (centred) when they are no larger than the model's input,
+    else resized bilinearly; one channel is copied to three. Anything else: ModelLoadError.
+    """
+    have, sample = tuple(int(d) for d in have), tuple(int(d) for d in sample)
+    spec = {"from": list(have), "to": list(sample)}
+    if have == sample:
+        return {**spec, "kind": "none",
+                "sentence": f"none: the dataset's samples already have the model's input shape {_dims(sample)}"}
+    if int(np.prod(have)) == int(np.prod(sample)):
+        return {**spec, "kind": "reshape", "sentence": f"the dataset's {_dims(have)} samples were laid out as "
+                                                        f"{_dims(sample)} (the same values, reshaped)"}
+    images = len(have) in (2, 3) and len(sample) == 3
+    channels_in = 1 if len(have) == 2 else (have[2] if images else None)
+    if not images or channels_in not in (1, sample[2]):
+        raise ModelLoadError(
+            f"{source} does not fit dataset {dataset!r}: it expects inputs of shape {_dims(sample)}, the samples are "
+            f"{_dims(have)}; only images can be adapted (padded or resized, one channel copied to three)")
+    H, W, C = sample
+    h, w = have[:2]
+    parts = []
+    if h <= H and w <= W:
+        top, left = (H - h) // 2, (W - w) // 2
+        spec.update(kind="pad", pad=[top, left])
+        parts.append(f"zero-padded to {H}x{W} ({top} pixels above, {H - h - top} below, {left} left, "
+                     f"{W - w - left} right)")
+    else:
+        spec.update(kind="resize")
+        parts.append(f"resized to {H}x{W} (bilinear)")
+    spec["channels"] = [channels_in, C]
+    if channels_in != C:
+        parts.append(f"their single channel copied to {C} channels")
+    spec["sentence"] = (f"the dataset's {_dims(have)} images were {' and '.join(parts)} to fit the model's input "
+                        f"{_dims(sample)}; a device must do the same before calling the file")
+    return spec
+
+
+def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resizing of (n, h, w, c) images with half-pixel centres and no antialiasing, as
+    ``tf.image.resize(..., "bilinear")`` does (checked against it in the tests)."""
+    x = np.asarray(x, dtype=np.float32)
+    n, h, w, c = x.shape
+
+    def grid(out: int, size: int):
+        src = (np.arange(out, dtype=np.float64) + 0.5) * (size / out) - 0.5
+        low = np.floor(src)
+        frac = (src - low).astype(np.float32)
+        lo = np.clip(low, 0, size - 1).astype(int)
+        hi = np.clip(np.ceil(src), 0, size - 1).astype(int)
+        return lo, hi, frac
+
+    y0, y1, fy = grid(height, h)
+    x0, x1, fx = grid(width, w)
+    top = x[:, y0][:, :, x0] * (1 - fx)[None, None, :, None] + x[:, y0][:, :, x1] * fx[None, None, :, None]
+    bottom = x[:, y1][:, :, x0] * (1 - fx)[None, None, :, None] + x[:, y1][:, :, x1] * fx[None, None, :, None]
+    return (top * (1 - fy)[None, :, None, None] + bottom * fy[None, :, None, None]).astype(np.float32)
+
+
+def adapt_samples(x: np.ndarray, spec: dict | None) -> np.ndarray:
+    """Samples fitted to a model's input as ``spec`` (from ``adaptation``) says; unchanged without one."""
+    x = np.asarray(x, dtype=np.float32)
+    if not spec or spec.get("kind") in (None, "none"):
+        return x
+    to = tuple(int(d) for d in spec["to"])
+    if spec["kind"] == "reshape":
+        return x.reshape((len(x), *to))
+    H, W, C = to
+    h, w = (int(d) for d in spec["from"][:2])
+    cin = int(spec.get("channels", [1, C])[0])
+    x = x.reshape((len(x), h, w, cin))
+    out = np.zeros((len(x), H, W, C), dtype=np.float32)
+    for start in range(0, len(x), 2048):
+        chunk = x[start:start + 2048]
+        if spec["kind"] == "pad":
+            top, left = (int(v) for v in spec["pad"])
+            block = np.zeros((len(chunk), H, W, cin), dtype=np.float32)
+            block[:, top:top + h, left:left + w, :] = chunk
+        else:
+            block = resize_bilinear(chunk, H, W)
+        out[start:start + len(chunk)] = block if cin == C else np.repeat(block, C, axis=-1)
+    return out

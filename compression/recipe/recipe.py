@@ -13,18 +13,11 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from compression.choices import Arch, DatasetName, ExportMode, LrSchedule
-from compression.engine import methods
-from compression.engine.methods.base import (
-    LayerSelection,
-    Param,
-    StepConfig,
-    check_enum,
-    check_float,
-    check_int,
-    training_kwargs,
-)
 from compression.errors import RecipeError
+from compression.recipe import methods
+from compression.recipe.choices import Arch, DatasetName, ExportMode, LrSchedule
+from compression.recipe.method import StepConfig, training_kwargs
+from compression.recipe.params import LayerSelection, Param, check_enum, check_float, check_int
 
 MAX_SEED = 2**32 - 1
 # Architectures whose stride and pooling need images this large (two 5x5 valid convolutions and pools).
@@ -60,7 +53,7 @@ def _check_keys(data: dict, cls, where: str, extra: tuple[str, ...] = ()):
         )
 
 
-# --- steps: each method declares its own step type (compression/engine/methods/) ---------
+# --- steps: each method declares its own step type (compression/recipe/methods/) ---------
 
 
 def step_from_dict(d, where: str) -> StepConfig:
@@ -231,14 +224,14 @@ class Recipe:
             raise RecipeError("baseline.arch", f"{self.baseline.arch.value} needs images of at least {side}×{side}; "
                                                f"{self.dataset.name.value} has {known}×{known}: choose mnist or "
                                                "fashion_mnist, or another architecture")
-        from compression.ordering import plan  # late import: ordering imports this module
+        from compression.recipe.ordering import plan  # the planner reads steps of this module's types
 
         plan(self)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Recipe":
         """A recipe from JSON text; size, nesting and number length are bounded before parsing."""
-        from compression import limits
+        from compression.inputs import limits
 
         try:
             data = limits.loads(text, "the recipe", limits.MAX_RECIPE_BYTES, limits.MAX_RECIPE_DEPTH)
@@ -250,7 +243,7 @@ class Recipe:
 
     @classmethod
     def load(cls, path: str | Path) -> "Recipe":
-        from compression import limits
+        from compression.inputs import limits
 
         path = Path(path)
         try:
@@ -285,12 +278,6 @@ class Recipe:
         return replace(self, **changes)
 
 
-def training_epochs(recipe: Recipe) -> int:
-    """Epochs of training the recipe costs: the baseline's (when trained) plus every step's."""
-    base = recipe.baseline.epochs if recipe.baseline.path is None else 0
-    return base + sum(s.epochs for s in recipe.steps)
-
-
 def default_step(method: str) -> StepConfig:
     return methods.step_type(method)()
 
@@ -305,5 +292,4 @@ __all__ = [
     "default_step",
     "step_from_dict",
     "step_to_dict",
-    "training_epochs",
 ]

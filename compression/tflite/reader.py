@@ -1,7 +1,10 @@
-"""A read-only FlatBuffers reader for the parts of the TFLite schema we need, without TensorFlow.
+"""The one TFLite reader: a read-only FlatBuffers reader for the parts of the schema the studio
+needs, without TensorFlow. Measurement (compression.tflite.kernels) and the Deep Compression
+container (compression.dc) both read files through it.
 
-It reads Model.buffers (where every buffer's bytes lie in the file) and every subgraph's
-tensors (shape, type, buffer index, name, quantization scale/zero point/dimension), after
+It reads Model.buffers (where every buffer's bytes lie in the file), the operator codes, and
+every subgraph's tensors (shape, type, buffer index, name, quantization scale/zero
+point/dimension) and operators (opcode, input and output tensors), after
 tensorflow/lite/schema/schema.fbs. Every offset and length is checked against the file
 size: a damaged file raises TFLiteFileError with one line, never IndexError.
 
@@ -27,9 +30,15 @@ TYPE_NAMES = {FLOAT32: "float32", FLOAT16: "float16", INT32: "int32", UINT8: "ui
               STRING: "string", BOOL: "bool", INT16: "int16", COMPLEX64: "complex64", INT8: "int8"}
 ITEM_BYTES = {FLOAT32: 4, FLOAT16: 2, INT32: 4, UINT8: 1, INT64: 8, BOOL: 1, INT16: 2, COMPLEX64: 8, INT8: 1}
 
+# BuiltinOperator codes the studio looks at
+CONV_2D, DEPTHWISE_CONV_2D, DEQUANTIZE, FULLY_CONNECTED = 3, 4, 6, 9
+TRANSPOSE_CONV, BATCH_MATMUL, CONV_3D = 67, 126, 132
+
 # field numbers (vtable slot index) per table
-_MODEL_VERSION, _MODEL_SUBGRAPHS, _MODEL_BUFFERS = 0, 2, 4
-_SUBGRAPH_TENSORS, _SUBGRAPH_NAME = 0, 4
+_MODEL_VERSION, _MODEL_OPCODES, _MODEL_SUBGRAPHS, _MODEL_BUFFERS = 0, 1, 2, 4
+_OPCODE_DEPRECATED, _OPCODE_CUSTOM, _OPCODE_BUILTIN = 0, 1, 3
+_SUBGRAPH_TENSORS, _SUBGRAPH_OPERATORS, _SUBGRAPH_NAME = 0, 3, 4
+_OPERATOR_OPCODE, _OPERATOR_INPUTS, _OPERATOR_OUTPUTS = 0, 1, 2
 _TENSOR_SHAPE, _TENSOR_TYPE, _TENSOR_BUFFER, _TENSOR_NAME, _TENSOR_QUANT = 0, 1, 2, 3, 4
 _QUANT_SCALE, _QUANT_ZERO_POINT, _QUANT_DIMENSION = 2, 3, 6
 _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
@@ -59,11 +68,42 @@ class TensorInfo:
         return TYPE_NAMES.get(self.type, f"type{self.type}")
 
 
+@dataclass(frozen=True)
+class OperatorInfo:
+    subgraph: int
+    index: int
+    builtin: int  # BuiltinOperator code (-1 for a custom op)
+    inputs: tuple[int, ...]  # tensor indices in the subgraph; -1 for an omitted optional input
+    outputs: tuple[int, ...]
+
+
 @dataclass
 class TFLiteModel:
     version: int
     buffers: list[BufferInfo] = field(default_factory=list)
     tensors: list[TensorInfo] = field(default_factory=list)
+    operators: list[OperatorInfo] = field(default_factory=list)
+
+    def tensor(self, subgraph: int, index: int) -> TensorInfo | None:
+        """A subgraph's tensor by its index, or None for -1 or an index out of range."""
+        if index < 0:
+            return None
+        found = self._by_index().get((subgraph, index))
+        return found
+
+    def _by_index(self) -> dict:
+        cache = self.__dict__.get("_index")
+        if cache is None:
+            cache = {(t.subgraph, t.index): t for t in self.tensors}
+            self.__dict__["_index"] = cache
+        return cache
+
+    def data(self, tensor: TensorInfo) -> tuple[int, int] | None:
+        """(offset, length) of a constant tensor's bytes in the file, or None for a tensor without data."""
+        if not 0 < tensor.buffer < len(self.buffers):
+            return None
+        buf = self.buffers[tensor.buffer]
+        return (buf.offset, buf.length) if buf.length else None
 
 
 class _Reader:
@@ -159,7 +199,19 @@ def read(tflite: bytes) -> TFLiteModel:
                 r.fail(f"buffer {k} ({size} bytes at {offset}) runs past the end of the file")
             start, n = offset, size
         out.buffers.append(BufferInfo(k, start, n))
+    codes = []
+    for oc in model.tables(_MODEL_OPCODES):
+        deprecated = oc.scalar(_OPCODE_DEPRECATED, "<b", 0)
+        builtin = oc.scalar(_OPCODE_BUILTIN, "<i", 0)
+        custom = oc._field(_OPCODE_CUSTOM) is not None
+        codes.append(-1 if custom else max(deprecated, builtin))
     for g, sub in enumerate(model.tables(_MODEL_SUBGRAPHS)):
+        for o_index, op in enumerate(sub.tables(_SUBGRAPH_OPERATORS)):
+            code = op.scalar(_OPERATOR_OPCODE, "<I", 0)
+            if code >= len(codes):
+                r.fail(f"operator {o_index} names operator code {code} of {len(codes)}")
+            out.operators.append(OperatorInfo(g, o_index, codes[code], tuple(op.numbers(_OPERATOR_INPUTS, "i")),
+                                              tuple(op.numbers(_OPERATOR_OUTPUTS, "i"))))
         for t_index, t in enumerate(sub.tables(_SUBGRAPH_TENSORS)):
             q = t.table(_TENSOR_QUANT)
             out.tensors.append(TensorInfo(

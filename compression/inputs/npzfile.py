@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compression import limits
+from compression.inputs import limits
 from compression.errors import DatasetError
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")

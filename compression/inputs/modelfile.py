@@ -20,7 +20,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from compression import limits
+from compression.inputs import limits
 from compression.errors import ModelLoadError
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
