@@ -255,7 +255,7 @@ def encode(tflite: bytes, layer_names=()) -> tuple[bytes, dict]:
             "kept_pct": 100.0 * st["nnz"] / st["n"],
             "bits_per": "kept weight" if sparse else "weight",
             "weight_bits": st["weight_bits_total"] / per,
-            "index_bits": st["index_bits_total"] / per if sparse else 0.0,
+            "index_bits": st["index_bits_total"] / per if sparse else None,  # only the sparse format has indices
             "gap_bits": st["gap_bits"],
             "codebook_values": st["codebook_values"],
             "index_bytes": st["index_bytes"],

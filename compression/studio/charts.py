@@ -774,12 +774,12 @@ def accounting_chart(spec, accounting: dict, file_label: str = "") -> alt.Chart:
     table = accounting_table(spec, accounting)
     order = list(table["layer"])
     rest_label, _f, rest_color = spec.rest
-    kinds = [label for label, _f, _c in spec.parts] + ["rest"]
+    kinds = [label for label, _f, _c in spec.parts] + [rest_label]
     colors = [c for _l, _f, c in spec.parts] + [rest_color]
     rows = []
     for _, r in table.iterrows():
         if r["layer"] == rest_label:
-            rows.append({"layer": r["layer"], "kind": "rest", "bytes": int(_num(r["bytes"]) or 0)
+            rows.append({"layer": r["layer"], "kind": rest_label, "bytes": int(_num(r["bytes"]) or 0)
                          if np.isfinite(_num(r["bytes"])) else 0})
             continue
         for label, field, _c in spec.parts:
