@@ -243,3 +243,89 @@ def test_latency_waits_while_a_job_trains_and_says_when_it_could_not(monkeypatch
     with metrics.training_activity():
         flagged = metrics.latency(tfl, sample, runs=3)
     assert flagged["latency_quiet"] is False and flagged["latency_ms"] > 0 and flagged["latency_spread_ms"] >= 0
+
+
+# --- shared fine-tuning options: every method gets them through ctx.fit ---------------------------
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_every_method_distils_from_the_baseline_when_asked(name, ds, baseline):
+    kw, reached = TARGETS[name]
+    method = methods.get(name)
+    s = step(name, **kw, distill_alpha=0.5, distill_temperature=3)
+    ctx = MethodContext(baseline=baseline, initial_weights=None, earlier=[],
+                        variant=method.variant(s, frozenset()), where="steps[0]")
+    result = executors.get(name).apply(baseline, ds, s, ctx)
+    assert reached(result.model)
+    assert ctx.notes == ["distilled from the float baseline (weight 0.5, temperature 3)"]
+
+
+def test_iterative_pruning_runs_its_cycles_in_tensorflow_as_declared(ds, baseline):
+    import tensorflow_model_optimization as tfmot
+
+    from compression.engine.methods.prune import cycles_schedule
+    from compression.recipe.methods.prune import cycle_targets, cycles_sparsity, schedule_plan
+
+    s = step("prune", initial_sparsity=0.0, final_sparsity=0.9, cycles=3, frequency=5, epochs=4, batch_size=32)
+    plan = schedule_plan(s, 9)  # 270 samples / 32
+    assert (plan.cycles, plan.cycle_steps, plan.end_step, plan.frequency) == (3, 11, 33, 2)
+    assert any("each of the 3 cycles" in n for n in plan.notes)  # two mask updates per rise: frequency lowered
+    assert cycle_targets(0.0, 0.9, 3)[-1] == pytest.approx(0.9)
+    # kept shares fall by the same ratio each cycle: 1, 0.464, 0.215, 0.1
+    kept = [1 - t for t in cycle_targets(0.0, 0.9, 3)]
+    assert kept[0] / 1.0 == pytest.approx(kept[1] / kept[0]) == pytest.approx(kept[2] / kept[1])
+    tf_schedule = cycles_schedule(tfmot.sparsity.keras, plan, 0.0, 0.9)
+    for t in range(plan.total_steps + 1):
+        should, value = tf_schedule(np.int64(t))
+        assert float(value) == pytest.approx(cycles_sparsity(t, plan, 0.0, 0.9), abs=1e-6)
+        assert bool(should) == (plan.begin_step <= t <= plan.end_step and t % plan.frequency == 0)
+    result = run("prune", baseline, ds, initial_sparsity=0.0, final_sparsity=0.9, cycles=3, epochs=4, batch_size=32)
+    assert all(sparsity_of(k) == pytest.approx(0.9, abs=0.01) for k in kernels(result.model).values())
+    assert methods.get("prune").describe(s, "prune", []) == "Pruning to 90% sparsity in 3 prune-retrain cycles"
+    with pytest.raises(RecipeError, match=r"steps\[0\]\.cycles: 20 cycles need at least 80 pruning steps"):
+        schedule_plan(step("prune", cycles=20, epochs=1), 9, "steps[0]")
+
+
+def test_the_distillation_loss_is_cross_entropy_plus_the_softened_kl():
+    import tensorflow as tf
+
+    from compression.engine import training
+
+    rng = np.random.default_rng(0)
+    student = tf.nn.softmax(rng.normal(size=(6, 4)).astype(np.float32))
+    teacher = tf.nn.softmax(rng.normal(size=(6, 4)).astype(np.float32))
+    labels = np.array([0, 1, 2, 3, 0, 1], np.float32)
+    y = tf.concat([labels[:, None], teacher], axis=1)
+    ce = tf.keras.losses.sparse_categorical_crossentropy(labels, student).numpy()
+    plain = training.loss_fn(4, False, 0.0, 0.0, 4.0, distilling=True)(y, student).numpy()
+    np.testing.assert_allclose(plain, ce, rtol=1e-5)  # alpha 0: only the labels count
+    same = training.loss_fn(4, False, 0.0, 1.0, 3.0, distilling=True)(
+        tf.concat([labels[:, None], student], axis=1), student).numpy()
+    np.testing.assert_allclose(same, 0.0, atol=1e-5)  # a student equal to its teacher has nothing to learn
+    t, s_ = np.log(teacher.numpy()) / 2.0, np.log(student.numpy()) / 2.0
+    p = np.exp(t) / np.exp(t).sum(1, keepdims=True)
+    q = np.exp(s_) / np.exp(s_).sum(1, keepdims=True)
+    kl = 4.0 * (p * (np.log(p) - np.log(q))).sum(1)
+    mixed = training.loss_fn(4, False, 0.0, 0.3, 2.0, distilling=True)(y, student).numpy()
+    np.testing.assert_allclose(mixed, 0.7 * ce + 0.3 * kl, rtol=1e-4)
+    smooth = training.loss_fn(4, False, 0.1, 0.0, 4.0, distilling=False)(labels, student).numpy()
+    ref = tf.keras.losses.CategoricalCrossentropy(label_smoothing=0.1, reduction="none")(
+        tf.one_hot(labels.astype(int), 4), student).numpy()
+    np.testing.assert_allclose(smooth, ref, rtol=1e-5)
+
+
+def test_random_shifts_move_whole_images_and_fill_with_zeros():
+    import tensorflow as tf
+
+    from compression.engine import training
+
+    x = np.zeros((64, 8, 8), np.float32)
+    x[:, 4, 4] = 1.0
+    tf.random.set_seed(0)
+    out = training.shift_images(tf.constant(x), 2).numpy()
+    ys, xs = np.nonzero(out.sum(axis=0))
+    assert out.shape == x.shape and np.all(out.sum(axis=(1, 2)) == 1.0)  # one pixel each, moved not blurred
+    assert set(ys) <= {2, 3, 4, 5, 6} and set(xs) <= {2, 3, 4, 5, 6} and len(set(zip(ys, xs))) > 10
+    edge = np.ones((4, 8, 8, 1), np.float32)
+    moved = training.shift_images(tf.constant(edge), 3).numpy()
+    assert moved.min() == 0.0 or np.all(moved == 1.0)  # uncovered borders are zeros, never wrapped pixels

@@ -209,7 +209,8 @@ def test_learning_rate_schedules_are_choices_with_defaults_unchanged():
                          "weight_decay": 1e-4})
     assert r.steps[0].training()["lr_schedule"] == "cosine"
     assert r.baseline.training() == {"epochs": 2, "batch_size": 128, "learning_rate": 1e-3,
-                                     "lr_schedule": "exponential", "decay_rate": 0.8, "weight_decay": 1e-4}
+                                     "lr_schedule": "exponential", "decay_rate": 0.8, "weight_decay": 1e-4,
+                                     "label_smoothing": 0.0, "augment_shift": 0}
     assert recipe().baseline.lr_schedule == "constant"
     assert "'sometimes' is not one of: constant, cosine, exponential" in error_of(
         {**BASE, "steps": [{"method": "cluster", "lr_schedule": "sometimes"}]})
@@ -223,3 +224,16 @@ def test_an_architecture_too_big_for_the_datasets_images_is_refused_before_runni
     message = error_of({"dataset": "digits", "baseline": {"arch": "lenet_5_caffe"}})
     assert message.startswith("baseline.arch: lenet_5_caffe needs images of at least 16×16; digits has 8×8")
     assert Recipe.from_dict({"dataset": "mnist", "baseline": {"arch": "lenet_5_caffe"}}).baseline.arch == "lenet_5_caffe"
+
+
+def test_the_baseline_takes_label_smoothing_and_random_shifts_within_bounds():
+    ok = Recipe.from_dict({"dataset": "mnist", "baseline": {"arch": "lenet_5", "label_smoothing": 0.1,
+                                                            "augment_shift": 2}})
+    assert ok.baseline.training()["augment_shift"] == 2 and ok.baseline.to_dict()["label_smoothing"] == 0.1
+    assert "distill_alpha" not in ok.baseline.training()  # a baseline has no teacher
+    for field, bad, message in [("label_smoothing", 0.7, "0.7 is outside [0, 0.5]"),
+                                ("augment_shift", 9, "9 is above the maximum 8"),
+                                ("augment_shift", 1.5, "1.5 is not a whole number")]:
+        with pytest.raises(RecipeError) as e:
+            Recipe.from_dict({"dataset": "mnist", "baseline": {"arch": "lenet_5", field: bad}})
+        assert str(e.value).startswith(f"baseline.{field}: {message}")

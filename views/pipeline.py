@@ -304,7 +304,7 @@ def _step_editor(i: int, step: dict, n: int, layer_names, layer_types, steps_per
         for name, p in main:
             if p.kind == "layers":
                 step[name] = _param_widget(st, step, uid, name, p, layer_names, layer_types)
-        with st.expander("Advanced: schedule steps, learning-rate schedule, weight decay"):
+        with st.expander("Advanced: schedule steps, learning-rate schedule, weight decay, distillation, random shifts"):
             acols = st.columns(2)
             shown = 0
             for name, p in advanced:

@@ -245,18 +245,33 @@ def compile_for_training(model: keras.Model, learning_rate: float, from_logits: 
 
 def fit(model: keras.Model, ds: Dataset, *, epochs: int, batch_size: int, learning_rate: float,
         report: BatchReport | None = None, callbacks=(), from_logits: bool | None = None,
-        lr_schedule: str = "constant", weight_decay: float = 0.0, decay_rate: float = 0.9) -> None:
+        lr_schedule: str = "constant", weight_decay: float = 0.0, decay_rate: float = 0.9,
+        label_smoothing: float = 0.0, augment_shift: int = 0, teacher=None, distill_alpha: float = 0.0,
+        distill_temperature: float = 4.0, seed: int = 0) -> None:
     """Train in place on the training split, validating on the fixed validation split.
 
     ``lr_schedule``, ``weight_decay`` and ``decay_rate``: see ``make_optimizer``; the defaults
-    are plain Adam at a fixed rate.
+    are plain Adam at a fixed rate. ``label_smoothing``, ``augment_shift`` (random shifts of up to
+    that many pixels) and distillation from ``teacher`` (weight ``distill_alpha``, temperature
+    ``distill_temperature``): see compression.engine.training.
     """
     if epochs <= 0:
         return
+    from compression.engine import training
+
     batches = steps_per_epoch(len(ds.x_train), batch_size)
     optimizer = make_optimizer(learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay,
                                decay_rate=decay_rate, epochs=epochs, steps_per_epoch=batches)
-    compile_for_training(model, learning_rate, from_logits, optimizer=optimizer)
+    if from_logits is None:
+        from_logits = not outputs_probabilities(model)
+    distilling = teacher is not None and distill_alpha > 0
+    extended = training.wanted(label_smoothing, augment_shift, teacher, distill_alpha)
+    if extended:
+        model.compile(optimizer=optimizer, metrics=[training.accuracy_fn(distilling)],
+                      loss=training.loss_fn(ds.num_classes, from_logits, label_smoothing, distill_alpha,
+                                            distill_temperature, distilling))
+    else:
+        compile_for_training(model, learning_rate, from_logits, optimizer=optimizer)
     cbs = list(callbacks)
     if report is not None:
         cbs.append(ReportProgress(report, epochs, batches))
@@ -264,8 +279,15 @@ def fit(model: keras.Model, ds: Dataset, *, epochs: int, batch_size: int, learni
 
     try:
         with training_activity():  # a latency timing anywhere on this machine waits until this ends
-            model.fit(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val), epochs=epochs,
-                      batch_size=batch_size, callbacks=cbs, verbose=0, shuffle=True)
+            if extended:
+                teach = training.teacher_probabilities(teacher, outputs_probabilities(teacher)) if distilling else None
+                train = training.dataset(ds.x_train, ds.y_train, batch_size, shuffle=True, augment_shift=augment_shift,
+                                         teacher_call=teach, seed=seed)
+                val = training.dataset(ds.x_val, ds.y_val, batch_size, shuffle=False, teacher_call=teach)
+                model.fit(train, validation_data=val, epochs=epochs, callbacks=cbs, verbose=0)
+            else:
+                model.fit(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val), epochs=epochs,
+                          batch_size=batch_size, callbacks=cbs, verbose=0, shuffle=True)
     except Cancelled:
         raise
     except Exception as e:  # Keras wraps callback exceptions in some versions

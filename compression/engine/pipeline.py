@@ -119,7 +119,7 @@ def _baseline(recipe: Recipe, ds: data.Dataset, tracker: Tracker):
     ds_b = ds.with_channel_axis() if models.needs_channel_axis(b.arch) else ds
     model = models.build(b.arch, ds_b.input_shape, ds_b.num_classes, b.seed)
     initial = [w.copy() for w in model.get_weights()]
-    models.fit(model, ds_b, **b.training(), report=tracker.batch_report())
+    models.fit(model, ds_b, **b.training(), report=tracker.batch_report(), seed=b.seed)
     adaptation = {"kind": "none", "from": list(ds.input_shape), "to": list(ds_b.input_shape),
                   "sentence": "none: the model was built for the dataset's samples"
                               + (" (a channel axis added)" if ds_b.input_shape != ds.input_shape else "")}
@@ -290,7 +290,7 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
             "wall_s": round(time.perf_counter() - t0, 3),
             "metrics": last.metrics,
             "stats": result.stats,
-            "notes": list(result.notes),
+            "notes": list(result.notes) + list(ctx.notes),
             "warnings": list(p.warnings) + list(result.notes),
         })
         hist.append({"stage": step.method, "layers": metrics.histograms(last.weights)})

@@ -25,7 +25,8 @@ from compression.errors import RecipeError
 from compression.recipe.choices import LrSchedule
 from compression.recipe.params import Param, param, params_of, parse_value, to_json_value
 
-TRAINING_FIELDS = ("epochs", "batch_size", "learning_rate", "lr_schedule", "decay_rate", "weight_decay")
+TRAINING_FIELDS = ("epochs", "batch_size", "learning_rate", "lr_schedule", "decay_rate", "weight_decay",
+                   "label_smoothing", "augment_shift", "distill_alpha", "distill_temperature")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,17 @@ class StepConfig:
                               label="Decay per epoch")
     weight_decay: float = param(0.0, "decoupled weight decay (AdamW) while fine-tuning; 0 turns it off",
                                 lo=0, hi=0.1, advanced=True)
+    label_smoothing: float = param(0.0, "share of each label's probability spread over the other classes while "
+                                   "fine-tuning; 0 turns it off", lo=0, hi=0.5, advanced=True)
+    augment_shift: int = param(0, "move each training image by a random 0 to this many pixels along each axis "
+                               "while fine-tuning (image inputs only); 0 turns it off", lo=0, hi=8, unit="pixels",
+                               advanced=True, label="Random shifts (pixels)")
+    distill_alpha: float = param(0.0, "knowledge distillation: weight of matching the float baseline's softened "
+                                 "predictions (the teacher, computed once per batch) against the labels' "
+                                 "cross-entropy; 0 turns it off", lo=0, hi=1, advanced=True,
+                                 label="Distillation weight")
+    distill_temperature: float = param(4.0, "distillation: the temperature both predictions are softened with",
+                                       lo=1, hi=20, advanced=True, label="Distillation temperature")
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "StepConfig":
@@ -86,8 +98,9 @@ class StepConfig:
 
 
 def training_kwargs(config) -> dict:
-    """engine.models.fit's keyword arguments from anything with the training fields (a step, the baseline)."""
-    out = {name: getattr(config, name) for name in TRAINING_FIELDS}
+    """engine.models.fit's keyword arguments from anything with the training fields (a step, the baseline:
+    it has no teacher, hence no distillation fields)."""
+    out = {name: getattr(config, name) for name in TRAINING_FIELDS if hasattr(config, name)}
     out["lr_schedule"] = str(out["lr_schedule"])
     return out
 

@@ -87,6 +87,8 @@ class Baseline:
     lr_schedule: LrSchedule = LrSchedule.CONSTANT  # constant | cosine (to zero) | exponential (decay_rate/epoch)
     decay_rate: float = 0.9
     weight_decay: float = 0.0  # decoupled (AdamW); 0 = plain Adam
+    label_smoothing: float = 0.0  # share of each label spread over the other classes
+    augment_shift: int = 0  # random shifts of up to this many pixels (image inputs)
 
     @classmethod
     def from_dict(cls, d, where: str = "baseline") -> "Baseline":
@@ -117,6 +119,8 @@ class Baseline:
             lr_schedule=_enum(LrSchedule, d.get("lr_schedule", s.lr_schedule), f"{where}.lr_schedule"),
             decay_rate=_float(d.get("decay_rate", s.decay_rate), f"{where}.decay_rate", 0, 1, lo_open=True),
             weight_decay=_float(d.get("weight_decay", s.weight_decay), f"{where}.weight_decay", 0, 0.1),
+            label_smoothing=_float(d.get("label_smoothing", s.label_smoothing), f"{where}.label_smoothing", 0, 0.5),
+            augment_shift=_int(d.get("augment_shift", s.augment_shift), f"{where}.augment_shift", 0, 8),
         )
 
     def training(self) -> dict:

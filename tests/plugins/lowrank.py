@@ -53,7 +53,7 @@ class LowRankExecutor(Executor):
         import numpy as np
         import tf_keras
 
-        from compression.engine.models import fit, outputs_probabilities
+        from compression.engine.models import outputs_probabilities
         from compression.engine.selection import select
 
         chosen = select(model, step.layers, f"{ctx.where}.layers")
@@ -79,7 +79,7 @@ class LowRankExecutor(Executor):
         out = tf_keras.Model(inputs, x, name=model.name)
         for layer, weights in copies:
             layer.set_weights(weights)
-        fit(out, ds, **step.training(), report=ctx.report, from_logits=not outputs_probabilities(model))
+        ctx.fit(out, ds, step, from_logits=not outputs_probabilities(model))
         return StepResult(out, [f"{old} became {' and '.join(new)}" for old, new in renamed.items()],
                           {"rank": {"target": step.rank, "achieved": max(achieved.values()), "per_layer": {
                               k: {"target": step.rank, "achieved": v} for k, v in achieved.items()}}},

@@ -39,6 +39,22 @@ class MethodContext:
     report: Callable | None = None  # per-batch progress (may raise Cancelled)
     cancelled: Callable[[], bool] = lambda: False
     seed: int = 0
+    notes: list[str] = field(default_factory=list)  # what fine-tuning added (distillation ...), for the report
+
+    def fit(self, model, ds, step, **kw) -> None:
+        """Fine-tune ``model`` as ``step`` declares it, the way every method does: its optimizer, schedule,
+        label smoothing, random shifts, and distillation from the float baseline when the step asks for
+        it; per-batch progress (and cancel) through ``report``. ``kw``: callbacks, from_logits."""
+        from compression.engine.models import fit
+
+        args = step.training()
+        teacher = self.baseline if args.get("distill_alpha", 0) > 0 else None
+        fit(model, ds, **args, report=self.report, teacher=teacher, seed=self.seed, **kw)
+        if teacher is not None:
+            note = (f"distilled from the float baseline (weight {args['distill_alpha']:g}, temperature "
+                    f"{args['distill_temperature']:g})")
+            if note not in self.notes:
+                self.notes.append(note)
 
 
 @dataclass

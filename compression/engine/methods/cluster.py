@@ -17,7 +17,7 @@ class ClusterExecutor(Executor):
         import tensorflow_model_optimization as tfmot
         import tf_keras
 
-        from compression.engine.models import clone, fit, outputs_probabilities
+        from compression.engine.models import clone, outputs_probabilities
         from compression.engine.selection import check_per_layer_maps, select, skipped_layers
 
         clustering = tfmot.clustering.keras
@@ -63,7 +63,7 @@ class ClusterExecutor(Executor):
         if frozen:
             notes.append(f"{len(frozen)} unclustered layer(s) held unchanged while fine-tuning, so their zeros stay")
         wrapped = tf_keras.models.clone_model(base, clone_function=wrap)
-        fit(wrapped, ds, **step.training(), report=ctx.report, from_logits=not outputs_probabilities(base))
+        ctx.fit(wrapped, ds, step, from_logits=not outputs_probabilities(base))
         out = clustering.strip_clustering(wrapped)
         for layer in out.layers:
             if layer.name in {f.name for f in frozen}:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from compression.engine.methods.base import Executor, MethodContext, StepResult
 from compression.errors import RecipeError
 from compression.recipe.choices import Schedule
-from compression.recipe.methods.prune import PruneStep, schedule_plan
+from compression.recipe.methods.prune import PruneStep, SchedulePlan, cycle_targets, schedule_plan
 from compression.recipe.training import steps_per_epoch
 
 
@@ -19,7 +19,7 @@ class PruneExecutor(Executor):
         import tensorflow_model_optimization as tfmot
         import tf_keras
 
-        from compression.engine.models import clone, fit, outputs_probabilities
+        from compression.engine.models import clone, outputs_probabilities
         from compression.engine.selection import check_per_layer_maps, select, skipped_layers
 
         sparsity = tfmot.sparsity.keras
@@ -32,6 +32,8 @@ class PruneExecutor(Executor):
             if step.schedule == Schedule.CONSTANT_SPARSITY:
                 return sparsity.ConstantSparsity(step.target_for(layer), begin_step=plan.begin_step,
                                                  frequency=plan.frequency)
+            if plan.cycles > 1:
+                return cycles_schedule(sparsity, plan, step.initial_sparsity, step.target_for(layer))
             return sparsity.PolynomialDecay(min(step.initial_sparsity, step.target_for(layer)),
                                             step.target_for(layer), begin_step=plan.begin_step,
                                             end_step=plan.end_step, frequency=plan.frequency)
@@ -56,7 +58,7 @@ class PruneExecutor(Executor):
             return sparsity.prune_low_magnitude(layer, **kwargs)
 
         wrapped = tf_keras.models.clone_model(base, clone_function=wrap)
-        fit(wrapped, ds, **step.training(), report=ctx.report, from_logits=not outputs_probabilities(base),
+        ctx.fit(wrapped, ds, step, from_logits=not outputs_probabilities(base),
             callbacks=[sparsity.UpdatePruningStep()])
         pruned = sparsity.strip_pruning(wrapped)
         if any(isinstance(layer, prunable_dw) for layer in pruned.layers):
@@ -87,6 +89,32 @@ class PruneExecutor(Executor):
         return {key: {"target": None if target is None else round(target, 6),
                       "achieved": None if achieved is None else round(achieved, 6),
                       "over": "the pruned layers' weights", "per_layer": per_layer}}
+
+
+def cycles_schedule(sparsity, plan: SchedulePlan, initial: float, final: float):
+    """Iterative pruning as a tfmot PruningSchedule: compression.recipe.methods.prune.cycles_sparsity
+    in TensorFlow (each cycle rises like PolynomialDecay over its ramp, then holds); the mask is
+    updated every ``plan.frequency`` steps from begin to end, so each ramp ends on an update."""
+    import tensorflow as tf
+
+    targets = cycle_targets(initial, final, plan.cycles)
+    starts = [min(initial, final)] + targets[:-1]
+
+    class Cycles(sparsity.PruningSchedule):
+        def __call__(self, step):
+            rel = tf.cast(step, tf.int64) - plan.begin_step
+            c = tf.clip_by_value(tf.math.floordiv(tf.maximum(rel, 0), plan.cycle_steps), 0, plan.cycles - 1)
+            frac = tf.clip_by_value(tf.cast(tf.maximum(rel, 0) - c * plan.cycle_steps, tf.float32) / plan.ramp_steps,
+                                    0.0, 1.0)
+            target, start = tf.gather(targets, c), tf.gather(starts, c)
+            value = tf.cast(target + (start - target) * (1.0 - frac) ** 3, tf.float32)
+            should = self._should_prune_in_step(step, plan.begin_step, plan.end_step, plan.frequency)
+            return should, value
+
+        def get_config(self):
+            return {"class_name": "Cycles", "config": {"initial": initial, "final": final, "cycles": plan.cycles}}
+
+    return Cycles()
 
 
 def _prunable_depthwise(sparsity, tf_keras):

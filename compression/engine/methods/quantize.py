@@ -16,7 +16,7 @@ class QuantizeExecutor(Executor):
         import tensorflow_model_optimization as tfmot
         import tf_keras
 
-        from compression.engine.models import clone, fit, outputs_probabilities
+        from compression.engine.models import clone, outputs_probabilities
         from compression.engine.selection import select
 
         quantize = tfmot.quantization.keras
@@ -36,7 +36,7 @@ class QuantizeExecutor(Executor):
                 clone_function=lambda layer: quantize.quantize_annotate_layer(layer) if layer.name in names else layer)
         with quantize.quantize_scope():
             qat = quantize.quantize_apply(annotated, scheme()) if scheme else quantize.quantize_apply(annotated)
-        fit(qat, ds, **step.training(), report=ctx.report, from_logits=not outputs_probabilities(base))
+        ctx.fit(qat, ds, step, from_logits=not outputs_probabilities(base))
         return StepResult(qat, [], {"variant": {"target": ctx.variant, "achieved": ctx.variant}})
 
 

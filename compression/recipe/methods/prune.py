@@ -38,6 +38,11 @@ class PruneStep(StepConfig):
                                  advanced=True, show_if=("schedule", "polynomial_decay"))
     frequency: int = param(100, "optimizer steps between mask updates (lowered, with a note, when fine-tuning "
                            "is too short for it)", lo=1, unit="steps", advanced=True, label="Mask update every")
+    cycles: int = param(1, "iterative pruning (prune, retrain, repeat, as Deep Compression does): the polynomial "
+                        "schedule becomes this many cycles, each raising the sparsity a step (equal steps in the "
+                        "share of weights kept) over its first half and retraining at it over the second; 1 is "
+                        "one gradual ramp", lo=1, hi=20, unit="cycles", show_if=("schedule", "polynomial_decay"),
+                        label="Prune-retrain cycles")
     sparsity_m_by_n: tuple[int, int] | None = param(None, "structured sparsity: M zeros in every N consecutive "
                                                     "weights, e.g. [2, 4]; replaces the schedule's target",
                                                     kind="pair", lo=1, hi=32, nullable=True,
@@ -82,6 +87,10 @@ class PruneStep(StepConfig):
         return max(value.as_dict().values()) if isinstance(value, PerLayer) else value
 
     @property
+    def iterative(self) -> bool:
+        return self.cycles > 1 and not self.sparsity_m_by_n and self.schedule == Schedule.POLYNOMIAL_DECAY
+
+    @property
     def target_text(self) -> str:
         if self.sparsity_m_by_n:
             return f"{self.sparsity_m_by_n[0]}:{self.sparsity_m_by_n[1]} structured sparsity"
@@ -104,6 +113,30 @@ class SchedulePlan:
     frequency: int
     total_steps: int
     notes: tuple[str, ...]  # every change made to what was asked
+    cycles: int = 1
+    cycle_steps: int = 0  # steps per prune-retrain cycle (cycles > 1)
+    ramp_steps: int = 0  # the first part of each cycle, where the sparsity rises
+
+
+def cycle_targets(initial: float, final: float, cycles: int) -> list[float]:
+    """The sparsity each prune-retrain cycle reaches: equal ratios in the share of weights kept, from
+    ``initial`` (where the first cycle starts) to ``final`` (what the last reaches)."""
+    start = min(initial, final)
+    return [1.0 - (1.0 - start) * ((1.0 - final) / (1.0 - start)) ** (c / cycles) for c in range(1, cycles + 1)]
+
+
+def cycles_sparsity(step: int, plan: SchedulePlan, initial: float, final: float) -> float:
+    """The sparsity the cycles schedule asks for at optimizer ``step`` (what the engine's tfmot schedule
+    computes in TensorFlow): within a cycle it rises like tfmot's polynomial decay (power 3) over the
+    ramp, then holds; after the last cycle it holds the final sparsity."""
+    targets = cycle_targets(initial, final, plan.cycles)
+    starts = [min(initial, final)] + targets[:-1]
+    rel = step - plan.begin_step
+    if rel < 0:
+        return starts[0]
+    c = min(rel // plan.cycle_steps, plan.cycles - 1)
+    frac = min(1.0, (rel - c * plan.cycle_steps) / plan.ramp_steps)
+    return targets[c] + (starts[c] - targets[c]) * (1.0 - frac) ** 3
 
 
 def schedule_plan(step: PruneStep, steps_per_epoch: int, where: str = "prune") -> SchedulePlan:
@@ -144,7 +177,27 @@ def schedule_plan(step: PruneStep, steps_per_epoch: int, where: str = "prune") -
         end = last_update
     if end <= begin:
         end, freq = begin + 1, 1
+    if step.cycles > 1 and not step.sparsity_m_by_n:
+        return _cycles_plan(step, begin, end, freq, total, notes, where)
     return SchedulePlan(begin, end, freq, total, tuple(notes))
+
+
+def _cycles_plan(step: PruneStep, begin: int, end: int, freq: int, total: int, notes: list[str],
+                 where: str) -> SchedulePlan:
+    """Split [begin, end] into equal cycles, each rising over its first half with at least two mask
+    updates, then retraining at the reached sparsity."""
+    cycle = (end - begin) // step.cycles
+    if cycle < 4:
+        raise RecipeError(f"{where}.cycles", f"{step.cycles} cycles need at least {4 * step.cycles} pruning steps; "
+                                             f"this schedule has {end - begin}: use fewer cycles or more epochs")
+    ramp = cycle // 2
+    if freq > ramp // 2:
+        new = max(1, ramp // 2)
+        notes.append(f"frequency lowered from {freq} to {new}: each of the {step.cycles} cycles raises the sparsity "
+                      f"over {ramp} steps, which needs at least two mask updates")
+        freq = new
+    ramp = max(freq, (ramp // freq) * freq)  # the ramp ends on a mask update
+    return SchedulePlan(begin, begin + step.cycles * cycle, freq, total, tuple(notes), step.cycles, cycle, ramp)
 
 
 # --- the method -------------------------------------------------------------------------------------
@@ -168,7 +221,7 @@ class Prune(Method):
     establishes = ("sparsity",)
 
     def describe(self, step: PruneStep, variant: str, kept: list[str]) -> str:
-        return f"Pruning to {step.target_text}"
+        return f"Pruning to {step.target_text}" + (f" in {step.cycles} prune-retrain cycles" if step.iterative else "")
 
     def plan_notes(self, step: PruneStep, steps_per_epoch: int, where: str) -> list[str]:
         return list(schedule_plan(step, steps_per_epoch, where).notes)
@@ -208,4 +261,5 @@ class Prune(Method):
 
 METHOD = Prune()
 
-__all__ = ["METHOD", "MASK_UPDATES", "Prune", "PruneStep", "SchedulePlan", "schedule_plan"]
+__all__ = ["METHOD", "MASK_UPDATES", "Prune", "PruneStep", "SchedulePlan", "cycle_targets", "cycles_sparsity",
+           "schedule_plan"]
