@@ -426,3 +426,23 @@ def test_flip_counts_cover_the_whole_test_split_not_just_the_gallery():
     counts = flip_counts({"y_true": y, "baseline_pred": base, "final_pred": final, "changed_index": np.array([1])})
     assert counts == {"total": 6, "changed": 4, "now_wrong": 2, "now_right": 1, "still_wrong": 1}
     assert flip_counts(None)["changed"] == 0
+
+
+def test_the_frontier_places_runs_beside_the_published_rows_of_their_network(run):
+    from compression.studio import published
+
+    report = json.loads(json.dumps(run.report))
+    report["recipe"]["dataset"] = "mnist"  # the published rows are on MNIST; the fixture ran on digits
+    report["recipe"]["baseline"] = {"arch": "lenet_300_100"}
+    df = charts.frontier_df([("mine", report), ("on digits", run.report)], "dc_bytes")
+    mine = df[df["kind"] == "studio run"]
+    assert list(mine["label"]) == ["mine"]
+    base, final = report["baseline"]["metrics"], report["final"]
+    assert mine["ratio"].iloc[0] == pytest.approx(base["tflite_bytes"] / final["dc_bytes"])
+    assert mine["error_pct"].iloc[0] == pytest.approx(100 * (1 - final["accuracy"]))
+    assert sorted(df[df["kind"] == "published"]["ratio"]) == sorted(p.ratio for p in published.for_arch("lenet_300_100"))
+    spec = charts.frontier_chart(df).to_dict()
+    _marks_have_tooltips(spec)
+    assert published.dominated_by("lenet_300_100", 70, 1.5) == list(published.for_arch("lenet_300_100"))
+    assert published.dominated_by("lenet_300_100", 70, 1.6) == [p for p in published.for_arch("lenet_300_100")
+                                                               if p.error_pct >= 1.6]

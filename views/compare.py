@@ -38,6 +38,23 @@ def _html(loaded):
     return report_html.compare_report_html(loaded)
 
 
+def _published(loaded):
+    """Where the runs of a network with published results (the LeNets of the Deep Compression papers)
+    stand against those results: error against model.dc's compression ratio."""
+    from compression.studio import published
+
+    archs = {((rep.get("recipe") or {}).get("baseline") or {}).get("arch") for _label, rep in loaded
+             if (rep.get("recipe") or {}).get("dataset") == "mnist"}
+    for arch in sorted(a for a in archs if a and published.for_arch(a)):
+        frontier = charts.frontier_df(loaded, "dc_bytes", arch=arch)
+        if (frontier["kind"] != "published").any():
+            st.altair_chart(charts.frontier_chart(frontier, f"{arch} against the published results"), width="content")
+            st.caption("Published rows count the compression of the stored weights as each paper does; the studio's "
+                       "ratio is model.dc (the lossless container of the exported file, graph and biases included) "
+                       "against the run's own float TFLite file. A run dominates a published row when it is both "
+                       "smaller and at least as accurate.")
+
+
 @page
 def main():
     st.title("Compare runs")
@@ -87,6 +104,8 @@ def main():
     front = df[df["pareto"]]["run"].tolist()
     st.caption(f"On the frontier: {', '.join(front) or 'none'}. A run off the frontier is beaten by another run that "
                "is at least as small and at least as accurate.")
+
+    _published(loaded)
 
     c1, c2 = st.columns(2)
     with c1:

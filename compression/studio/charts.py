@@ -822,3 +822,65 @@ def accounting_display(spec, accounting: dict) -> pd.DataFrame:
     out["bytes"] = [_fmt(v, ",.0f") for v in table["bytes"]]
     out["ratio"] = [_fmt(v, ".1f") + ("×" if _fmt(v, ".1f") != DASH else "") for v in table["ratio"]]
     return pd.DataFrame(out)
+
+
+# --- the frontier against published results ---------------------------------------------------------
+
+FRONTIER_KINDS = {"published": "#9e9e9e", "studio preset": "#e45756", "studio run": "#4c78a8", "peer": "#f58518"}
+
+
+def frontier_df(runs: Sequence[tuple[str, dict]], size_field: str = "dc_bytes", kind: str = "studio run",
+                arch: str | None = None, dataset: str = "mnist") -> pd.DataFrame:
+    """Test error (%) against compression ratio for runs (ratio: the run's own float baseline file over
+    ``size_field`` of its exported file, as the paper counts) and the published rows for the same network
+    (compression.studio.published, all on MNIST). Runs on another dataset, or of another network than
+    ``arch`` when given, are left out."""
+    from compression.studio import published
+
+    rows = []
+    archs = set()
+    for label, report in runs:
+        recipe = report.get("recipe") if isinstance(report, dict) else None
+        run_arch = ((recipe or {}).get("baseline") or {}).get("arch")
+        if (arch is not None and run_arch != arch) or (recipe or {}).get("dataset") != dataset:
+            continue
+        base = ((report.get("baseline") or {}).get("metrics") or {})
+        final = report.get("final") or {}
+        ratio = figures.ratio(base.get("tflite_bytes"), final.get(size_field))
+        acc = _num(final.get("accuracy"))
+        if ratio is None or not np.isfinite(acc):
+            continue
+        archs.add(run_arch)
+        rows.append({"label": short_label(label), "name": str(label), "kind": kind, "ratio": float(ratio),
+                     "error_pct": 100.0 * (1.0 - acc), "spread_pct": np.nan})
+    for a in sorted(a for a in archs | ({arch} if arch else set()) if a):
+        for p in published.for_arch(a):
+            rows.append({"label": p.method, "name": p.label, "kind": "published", "ratio": float(p.ratio),
+                         "error_pct": p.error_pct, "spread_pct": np.nan})
+    return pd.DataFrame(rows, columns=["label", "name", "kind", "ratio", "error_pct", "spread_pct"])
+
+
+def frontier_chart(df: pd.DataFrame, title: str = "Error against compression, with the published results",
+                   size_label: str = "model.dc") -> alt.LayerChart:
+    """Test error against compression ratio (log): down and to the right is better; published results in
+    grey. Error bars where a point is a mean over seeds (``spread_pct``: its half-width)."""
+    kinds = [k for k in FRONTIER_KINDS if k in set(df["kind"])] or list(FRONTIER_KINDS)
+    x = alt.X("ratio:Q", title=f"compression ratio ({size_label} against the float model, log)",
+              scale=alt.Scale(type="log", zero=False))
+    y = alt.Y("error_pct:Q", title="test error (%)", scale=alt.Scale(zero=False))
+    tooltip = [alt.Tooltip("name:N", title="row"), alt.Tooltip("kind:N"), alt.Tooltip("ratio:Q", format=".1f"),
+               alt.Tooltip("error_pct:Q", title="error %", format=".2f"),
+               alt.Tooltip("spread_pct:Q", title="± (seeds)", format=".2f")]
+    color = alt.Color("kind:N", title=None, scale=alt.Scale(domain=kinds, range=[FRONTIER_KINDS[k] for k in kinds]),
+                      legend=alt.Legend(orient="top"))
+    points = alt.Chart(df).mark_point(filled=True, size=110).encode(
+        x=x, y=y, color=color, shape=alt.Shape("kind:N", scale=alt.Scale(
+            domain=kinds, range=["diamond" if k == "published" else "circle" for k in kinds]), legend=None),
+        tooltip=tooltip)
+    bars = alt.Chart(df[df["spread_pct"].notna()]).mark_rule().encode(
+        x=x, y=alt.Y("low:Q"), y2="high:Q", color=color, tooltip=tooltip
+    ).transform_calculate(low="datum.error_pct - datum.spread_pct", high="datum.error_pct + datum.spread_pct")
+    labels = alt.Chart(df).mark_text(align="left", dx=8, dy=-7, fontSize=10).encode(
+        x=x, y=y, text="label:N", color=color, tooltip=tooltip)
+    return alt.layer(bars, points, labels, title=alt.Title(
+        title, subtitle="down and to the right is better: smaller and more accurate")).properties(width=560, height=320)
