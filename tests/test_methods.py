@@ -208,9 +208,10 @@ def test_the_page_warns_with_the_very_notes_the_engine_will_act_on():
     assert schedule_warnings(recipe, lambda batch_size: 10_000) == []  # enough steps: nothing to change
 
 
-def test_latency_waits_while_a_job_trains_and_says_when_it_could_not(monkeypatch):
+def test_latency_waits_while_a_job_trains_and_says_when_it_could_not(monkeypatch, tmp_path):
     import threading
 
+    monkeypatch.setenv("COMPRESSION_ACTIVITY_LOCK", str(tmp_path / "activity.lock"))  # no other test's training
     from compression.engine import export
 
     model = models.build("dense_redundant", (8, 8), 10, seed=0)

@@ -73,7 +73,8 @@ def float_kernels(model) -> dict[str, np.ndarray]:
     return {lw.name: lw.kernel for lw in metrics.keras_weights(model)}
 
 
-def measure_keras(model, ds, mode: ExportMode, runs: int, qat: bool, reference: dict | None = None) -> Measured:
+def measure_keras(model, ds, mode: ExportMode, runs: int, qat: bool, reference: dict | None = None,
+                  timed: bool = True) -> Measured:
     """Metrics of a stage: weights and accuracy from the Keras model, sizes and latency from its
     TFLite file (float32; a QAT stage: the int8 file it exports to, whose zeros are told apart with
     ``reference``, the float kernels of the stage before QAT)."""
@@ -95,7 +96,7 @@ def measure_keras(model, ds, mode: ExportMode, runs: int, qat: bool, reference: 
         "keras_zip_bytes": metrics.zipped_size(keras_bytes, "model.keras"),
         "tflite_bytes": len(tfl),
         "tflite_zip_bytes": metrics.zipped_size(tfl),
-        **metrics.latency(tfl, ds.x_test[0], runs=runs),
+        **(metrics.latency(tfl, ds.x_test[0], runs=runs) if timed else {}),
         "per_class_recall": metrics.per_class_recall(ds.y_test, preds, ds.num_classes),
         "tflite_mode": (mode if qat else ExportMode.FLOAT32).value,
     }
@@ -103,7 +104,7 @@ def measure_keras(model, ds, mode: ExportMode, runs: int, qat: bool, reference: 
 
 
 def measure_file(tfl: bytes, ds, runs: int, names: list[str], mode: ExportMode,
-                 reference: dict | None = None) -> Measured:
+                 reference: dict | None = None, timed: bool = True) -> Measured:
     """Metrics of an exported TFLite file, everything read from or run on the file itself. With the
     float kernels it was made from (``reference``), its zeros are told apart (pruned against rounded)."""
     weights = file_weights(tfl, names, "the exported TFLite file")
@@ -116,7 +117,7 @@ def measure_file(tfl: bytes, ds, runs: int, names: list[str], mode: ExportMode,
         "layers": rows,
         "tflite_bytes": len(tfl),
         "tflite_zip_bytes": metrics.zipped_size(tfl),
-        **metrics.latency(tfl, ds.x_test[0], runs=runs),
+        **(metrics.latency(tfl, ds.x_test[0], runs=runs) if timed else {}),
         "per_class_recall": metrics.per_class_recall(ds.y_test, preds, ds.num_classes),
     }
     return Measured(out, weights, preds, tfl)

@@ -219,15 +219,20 @@ def tflite_predict(tflite: bytes, x: np.ndarray, batch: int = 256) -> np.ndarray
 # --- latency, timed only on a quiet machine -------------------------------------------------------
 # Every process that trains holds a shared lock on one file for as long as it trains; timing takes
 # the same lock exclusively, so it waits until no job on this machine is training (and no other job
-# is timing). After COMPRESSION_LATENCY_WAIT_S seconds (default 300) it times anyway and says so.
+# is timing). After COMPRESSION_LATENCY_WAIT_S seconds (default 120) it times anyway and says so.
+# A run times all its files at its end, in one wait.
 
-ACTIVITY_LOCK = os.path.join(tempfile.gettempdir(), "compression-activity.lock")
+LOCK_ENV = "COMPRESSION_ACTIVITY_LOCK"  # the machine-wide lock file (tests use their own)
 WAIT_ENV = "COMPRESSION_LATENCY_WAIT_S"
+
+
+def activity_lock_path() -> str:
+    return os.environ.get(LOCK_ENV) or os.path.join(tempfile.gettempdir(), "compression-activity.lock")
 
 
 def _lock_fd() -> int | None:
     try:
-        return os.open(ACTIVITY_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        return os.open(activity_lock_path(), os.O_RDWR | os.O_CREAT, 0o666)
     except OSError:
         return None
 
@@ -245,22 +250,28 @@ def training_activity():
             os.close(fd)  # closing drops the lock
 
 
+DEFAULT_WAIT_S = 120.0
+
+
 def latency_wait_s() -> float:
     try:
-        return max(0.0, float(os.environ.get(WAIT_ENV, "") or 300.0))
+        return max(0.0, float(os.environ.get(WAIT_ENV, "") or DEFAULT_WAIT_S))
     except ValueError:
-        return 300.0
+        return DEFAULT_WAIT_S
 
 
-def latency(tflite: bytes, sample: np.ndarray, runs: int = 50, warmup: int = 5) -> dict:
-    """Median wall time of one batch-1 invoke on one thread after warm-up, with its spread (the
-    interquartile range) and whether the machine was quiet: no job training or timing meanwhile.
+def latencies(files: list[tuple[bytes, np.ndarray]], runs: int = 50, warmup: int = 5) -> list[dict]:
+    """Latency of several TFLite files (each with a sample), timed one after the other in one quiet
+    moment, so that a run waits once and its stages are compared under the same conditions: the
+    median wall time of one batch-1 invoke on one thread after warm-up, its spread (the interquartile
+    range), and whether the machine was quiet (no job training or timing meanwhile).
 
-    {"latency_ms", "latency_spread_ms", "latency_quiet"}.
+    [{"latency_ms", "latency_spread_ms", "latency_quiet"}, ...].
     """
     fd = _lock_fd()
     quiet = False
     deadline = time.monotonic() + latency_wait_s()
+    out = []
     try:
         while fd is not None:
             try:
@@ -271,12 +282,18 @@ def latency(tflite: bytes, sample: np.ndarray, runs: int = 50, warmup: int = 5) 
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(0.2)
-        times = _times_ms(tflite, sample, runs, warmup)
+        for tflite, sample in files:
+            q1, median, q3 = (float(v) for v in np.percentile(_times_ms(tflite, sample, runs, warmup), [25, 50, 75]))
+            out.append({"latency_ms": median, "latency_spread_ms": q3 - q1, "latency_quiet": quiet})
     finally:
         if fd is not None:
             os.close(fd)
-    q1, median, q3 = (float(v) for v in np.percentile(times, [25, 50, 75]))
-    return {"latency_ms": median, "latency_spread_ms": q3 - q1, "latency_quiet": quiet}
+    return out
+
+
+def latency(tflite: bytes, sample: np.ndarray, runs: int = 50, warmup: int = 5) -> dict:
+    """One file's latency (see ``latencies``)."""
+    return latencies([(tflite, sample)], runs, warmup)[0]
 
 
 def latency_ms(tflite: bytes, sample: np.ndarray, runs: int = 50, warmup: int = 5) -> float:

@@ -248,7 +248,8 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
         raise ModelLoadError("the baseline has no layer with weights (Dense or Conv2D) to compress")
     if initial is not None:
         np.savez(work / INIT_WEIGHTS, **{f"w{i}": w for i, w in enumerate(initial)})
-    base_m = measure_keras(baseline, ds, recipe.export, runs, qat=False)
+    base_m = measure_keras(baseline, ds, recipe.export, runs, qat=False, timed=False)
+    timed = [(base_m, ds.x_test[0])]  # every file's latency is timed at the end, in one quiet moment
     (work / RUN_FILES["baseline"]).write_bytes(base_m.keras)  # the very file whose size was measured
     tracker.measured("baseline")
     log.info("baseline (%s): accuracy %.4f, %d parameters", source, base_m.metrics["accuracy"],
@@ -280,7 +281,8 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
         current, qat = result.model, method.produces_qat
         if not qat:
             reference = float_kernels(current)
-        last = measure_keras(current, ds, recipe.export, runs, qat=qat, reference=reference)
+        last = measure_keras(current, ds, recipe.export, runs, qat=qat, reference=reference, timed=False)
+        timed.append((last, ds.x_test[0]))
         tracker.measured(step.method)
         earlier.append(stage_facts(reference, step.method, p.variant, result.facts))
         report["stages"].append({
@@ -323,6 +325,10 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
             final_metrics.update(figures.metrics)
     if final is None:
         raise RuntimeError(f"the primary exporter {primary.key!r} did not measure its file")
+    timed.append((final, ectx.ds.x_test[0]))
+    for measured, figures in zip([m for m, _x in timed], metrics.latencies([(m.tflite, x) for m, x in timed], runs)):
+        measured.metrics.update(figures)
+    final_metrics.update(final.metrics)
     final_metrics["wall_s"] = round(time.perf_counter() - t0, 3)
     tracker.measured("the exported file")
     hist.append({"stage": "final", "layers": metrics.histograms(final.weights)})
