@@ -1,0 +1,311 @@
+"""Fast weight clustering for tfmot: exact nearest-centroid assignment without the n x k matrix.
+
+tfmot's ``ClusteringAlgorithm`` finds each weight's centroid with
+``argmin(|w[..., None] - centroids|)``: an n x k tensor built, reduced and thrown away at
+every training step and every validation batch. Its centroid gradient is the IndexedSlices
+of a ``tf.gather`` with n indices, which the tf_keras optimizer deduplicates with ``tf.unique``
+over all n indices plus a segment sum, whatever k is. docs/cluster_speed.md has the profile.
+
+``fast_clustering()`` swaps two methods of tfmot's ``ClusteringAlgorithm`` for the duration
+of a ``with`` block; graphs traced inside it keep the fast ops afterwards:
+
+``get_pulling_indices`` (``nearest_centroid_indices``), per call:
+
+1. k-sized work: sort the centroids (ties by index) into distinct values, each with its lowest
+   original index, which is the index argmin returns for that value. Between two neighbouring
+   values a and b, argmin's choice is monotone in w; the threshold beta (the smallest float32
+   that picks b) is found exactly by searching the float32 numbers between a and b with argmin's
+   own comparison of ``|w - a|`` and ``|w - b|`` (the same float ops), so rounding near the
+   midpoint and exact midpoint ties (lowest index wins) come out as argmin's. The thresholds are
+   put into 32 k uniform buckets over their range.
+2. n-sized work, one fused pass: bucket of w (monotone), three table reads, one comparison with
+   the bucket's threshold. When a bucket holds two thresholds, a branch-free binary search over
+   the thresholds (log k table reads) runs instead.
+3. argmin itself runs instead when two distinct centroids are so close (gap below about 2 ulp of
+   max |w - c|) that rounding could make a centroid beyond a weight's two neighbours tie, and for
+   non-finite values. So the result is argmin's in every case.
+
+``get_clustered_weight`` (``clustered_weight``): the same forward value (the gathered
+centroids times ``sign(w + 1e6)``, tfmot's straight-through estimator) with a custom gradient:
+the original weight gets the upstream gradient unchanged, as in tfmot; the centroids get the
+per-cluster sum (``GradientAggregation.AVG``: mean) of the upstream gradient as one dense
+k-vector. That is what the optimizer makes of tfmot's IndexedSlices after deduplication, without
+the ``tf.unique`` over n indices (Adam's sparse and dense updates agree once duplicates are
+summed; the float summation order differs).
+
+The n-sized parts and the k-sized preparation are small XLA kernels (``jit_compile=True``)
+called from Keras' ordinary training step; TensorFlow's own ``searchsorted``, ``gather`` and
+``unsorted_segment_sum`` CPU kernels are several times slower at these sizes.
+
+Everything else stays tfmot's: the wrappers, centroid initialisation, sparsity preservation
+(zero centroid and mask), the pulling-indices variables, stripping, and the CQAT/PCQAT
+quantizer, which calls the same two methods (and per-channel clustering, whose per-channel
+search calls the base method).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import tensorflow as tf
+
+# uniform buckets over the thresholds' range, per centroid: no bucket held two thresholds for any
+# of tfmot's four centroid initialisations on LeNet-300-100 at 16, 64 or 256 clusters
+BUCKETS_PER_CENTROID = 32
+_INT_MIN = -(2**31)
+_RADIX = 64  # keys tested at once per round of the threshold search
+_BRACKET = 2**10  # keys either side of the midpoint searched first (2 rounds)
+
+
+# --- assignment ----------------------------------------------------------------------------------
+
+
+def _float_key(x):
+    """float32 -> int64, monotone (-0.0 and 0.0 share 0): consecutive floats have consecutive keys."""
+    i = tf.bitcast(x, tf.int32)
+    return tf.cast(tf.where(i >= 0, i, _INT_MIN - i), tf.int64)
+
+
+def _key_float(key):
+    i = tf.cast(key, tf.int32)
+    return tf.bitcast(tf.where(i >= 0, i, _INT_MIN - i), tf.float32)
+
+
+def _groups(c):
+    """Distinct centroid values ascending, each with its lowest original index; padded to k (the
+    padding is the dtype's max); and G, the number of distinct values."""
+    k = c.shape[0]
+    span = 1 << (k - 1).bit_length()  # > every index
+    # one sort of unique int64 keys: by value, equal values by index
+    order = tf.math.floormod(tf.sort(_float_key(c) * span + tf.range(k, dtype=tf.int64)), span)
+    s = tf.gather(c, order)
+    head = tf.concat([[True], s[1:] != s[:-1]], 0)
+    group = tf.cumsum(tf.cast(head, tf.int32)) - 1
+    value = tf.math.unsorted_segment_min(s, group, k)
+    rep = tf.math.unsorted_segment_min(order, group, k)
+    return value, rep, group[-1] + 1
+
+
+def _thresholds(value, rep, valid):
+    """beta[g]: the smallest float32 w for which argmin(|w - c|) picks value g+1 over value g.
+
+    A search over the float32 numbers between the two values, in the order of their int keys,
+    testing _RADIX - 1 evenly spaced keys per round. The switch is usually within a few floats
+    of the midpoint: two rounds over 2**11 keys around it settle it. When such a bracket does not
+    hold it (a tie region of many floats, as for two values either side of zero), six rounds over
+    the whole key range (< 2**33) do.
+    """
+    v_lo, v_hi, r_lo, r_hi = value[:-1], value[1:], rep[:-1], rep[1:]
+
+    def picks_hi(w):  # w: [pairs, probes]; the float ops and tie rule of argmin
+        d_lo = tf.abs(w - v_lo[:, None])
+        d_hi = tf.abs(w - v_hi[:, None])
+        return (d_hi < d_lo) | ((d_hi == d_lo) & (r_hi < r_lo)[:, None])
+
+    def search(lo, hi, rounds):  # picks_hi is False at lo and True at hi
+        j = tf.range(1, _RADIX, dtype=tf.int64)
+        for _ in range(rounds):  # keep the last False .. first True
+            step = (hi - lo + _RADIX - 1) // _RADIX
+            probe = tf.minimum(lo[:, None] + step[:, None] * j[None, :], hi[:, None])
+            below = tf.reduce_sum(tf.cast(~picks_hi(_key_float(probe)), tf.int64), axis=1)
+            lo, hi = lo + step * below, tf.minimum(lo + step * (below + 1), hi)
+        return hi
+
+    lo, hi = _float_key(v_lo), _float_key(v_hi)
+    mid = _float_key(v_lo + (v_hi - v_lo) * 0.5)
+    near_lo = tf.clip_by_value(mid - _BRACKET, lo, hi)
+    near_hi = tf.clip_by_value(mid + _BRACKET, lo, hi)
+    ends = picks_hi(_key_float(tf.stack([near_lo, near_hi], axis=1)))
+    bracketed = tf.reduce_all((~ends[:, 0] & ends[:, 1]) | ~valid)
+    key = tf.cond(bracketed, lambda: search(near_lo, near_hi, 2), lambda: search(lo, hi, 6))
+    return _key_float(key)
+
+
+def _bucket(x, lo, scale, buckets: int):
+    """Monotone in x: uniform buckets over the thresholds' range, the outside clipped to the ends."""
+    return tf.cast(tf.floor(tf.clip_by_value((x - lo) * scale, 0.0, buckets - 1.0)), tf.int32)
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _prepare_xla(centroids, reach):
+    """The k-sized part: thresholds, bucket tables and the two flags choosing the n-sized path.
+
+    ``reach``: max |w|. ``exact`` is False when two distinct centroids are so close that float
+    rounding could make a centroid beyond a weight's two neighbours tie (gap <= about 2 ulp of the
+    largest |w - c|, or inside the flush-to-zero range), or for non-finite values.
+    ``crowded``: a bucket holds two thresholds. (A call of its own: in one XLA module with the
+    per-weight pass, XLA fuses the threshold search into that pass and repeats it per weight.)
+    """
+    c = centroids
+    k = c.shape[0]
+    value, rep, count = _groups(c)
+    valid = tf.range(k - 1) < count - 1
+    beta = _thresholds(value, rep, valid)
+    reach = reach + tf.reduce_max(tf.abs(c))
+    gaps = value[1:] - value[:-1]
+    # a far tie needs gap <= ulp(max |w - c|) <= reach * 2**-23; 2**-22 leaves room for the roundings
+    exact = tf.reduce_all((gaps > tf.maximum(reach * 2.0**-22, 2.0**-120)) | ~valid) & tf.math.is_finite(reach)
+    buckets = BUCKETS_PER_CENTROID * k
+    lo = beta[0]
+    span = tf.gather(beta, tf.maximum(count - 2, 0)) - lo
+    scale = tf.where(span > 0, tf.minimum(buckets / span, 1e30), tf.zeros_like(span))
+    fb = tf.where(valid, _bucket(beta, lo, scale, buckets), buckets)  # padding past the last bucket
+    per_bucket = tf.math.unsorted_segment_sum(tf.cast(valid, tf.int32), fb, buckets + 1)[:buckets]
+    crowded = tf.reduce_any(per_bucket > 1)
+    below = tf.cumsum(per_bucket, exclusive=True)  # thresholds in lower buckets
+    inf = tf.constant(float("inf"), c.dtype)
+    beta = tf.concat([tf.where(valid, beta, inf), [inf]], 0)
+    rep = tf.concat([rep, rep[-1:]], 0)
+    # per bucket: its threshold (or a higher bucket's, above all its weights), the index below, above
+    tables = tf.gather(beta, below), tf.gather(rep, below), tf.gather(rep, below + 1)
+    return tables, lo, scale, beta[:-1], rep, exact, crowded
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _lookup_xla(weight, tables, lo, scale):
+    """The index for each weight when no bucket holds two thresholds. Exact: thresholds in lower
+    buckets are below w, those in higher buckets above it, the bucket's own (if any) is compared."""
+    t_beta, t_lo, t_hi = tables
+    b = _bucket(weight, lo, scale, t_beta.shape[0])
+    return tf.where(tf.gather(t_beta, b) <= weight, tf.gather(t_hi, b), tf.gather(t_lo, b))
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _bisect_xla(weight, beta, rep):
+    """rep[number of thresholds <= w] by a branch-free binary search (any spacing of thresholds)."""
+    m = beta.shape[0]
+    size = 1 << m.bit_length()  # > m
+    beta = tf.concat([beta, tf.fill([size - m], tf.constant(float("inf"), beta.dtype))], 0)
+    pos = tf.zeros(tf.shape(weight), tf.int32)
+    step = size // 2
+    while step >= 1:
+        pos = pos + tf.where(tf.gather(beta, pos + (step - 1)) <= weight, step, 0)
+        step //= 2
+    return tf.gather(rep, pos)
+
+
+def argmin_indices(weight, centroids):
+    """tfmot's own computation (ClusteringAlgorithm.get_pulling_indices)."""
+    return tf.argmin(tf.abs(tf.expand_dims(weight, axis=-1) - centroids), axis=-1)
+
+
+def nearest_centroid_indices(weight, centroids):
+    """Index of each weight's nearest centroid, exactly ``argmin(|w[..., None] - centroids|)``
+    (ties to the lowest index), without the n x k matrix.
+
+    ``weight``: float32 of any static shape; ``centroids``: shape (k,). Returns int64 of
+    ``weight``'s shape. Works eagerly and inside ``tf.function`` (graph mode).
+    """
+    weight = tf.convert_to_tensor(weight)
+    centroids = tf.convert_to_tensor(centroids, dtype=weight.dtype)
+    if (weight.dtype != tf.float32 or centroids.shape.rank != 1 or centroids.shape[0] is None
+            or centroids.shape[0] < 2 or not weight.shape.is_fully_defined()):
+        return argmin_indices(weight, centroids)  # the search needs float32 and static shapes
+    if weight.shape.num_elements() == 0:
+        return tf.zeros(weight.shape, tf.int64)
+    reach = tf.maximum(tf.reduce_max(weight), -tf.reduce_min(weight))
+    tables, lo, scale, beta, rep, exact, crowded = _prepare_xla(centroids, reach)
+    return tf.cond(exact,
+                   lambda: tf.cond(crowded, lambda: _bisect_xla(weight, beta, rep),
+                                   lambda: _lookup_xla(weight, tables, lo, scale)),
+                   lambda: argmin_indices(weight, centroids))
+
+
+# --- clustered weight and its gradient -------------------------------------------------------------
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _gather_ste_xla(centroids, indices, weight):
+    return tf.gather(centroids, indices) * tf.sign(weight + 1e6)
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _segment_sum_xla(values, indices, like):
+    """Per-cluster sums of flat ``values`` (flat inputs: reshaping inside XLA costs two copies)."""
+    return tf.math.unsorted_segment_sum(values, indices, like.shape[0])
+
+
+def clustered_weight(centroids, indices, original_weight, average: bool = False):
+    """``centroids[indices] * sign(original_weight + 1e6)`` with tfmot's gradients:
+    straight-through to ``original_weight``, and the per-cluster sum (``average``: mean) of the
+    upstream gradient to ``centroids``, as a dense vector."""
+    indices = tf.convert_to_tensor(indices)
+
+    @tf.custom_gradient
+    def forward(c, w):
+        def grad(dy):
+            flat = tf.reshape(tf.cast(indices, tf.int64), [-1])
+            total = _segment_sum_xla(tf.reshape(dy, [-1]), flat, c)
+            if average:  # GradientAggregation.AVG: divided by the cluster sizes
+                k = c.shape[0]
+                total = tf.math.divide_no_nan(total, tf.math.bincount(tf.cast(flat, tf.int32), minlength=k,
+                                                                      maxlength=k, dtype=dy.dtype))
+            return total, dy
+
+        return _gather_ste_xla(c, indices, w), grad
+
+    return forward(tf.convert_to_tensor(centroids), tf.convert_to_tensor(original_weight))
+
+
+# --- the swap ------------------------------------------------------------------------------------
+
+
+def _fast_get_pulling_indices(self, weight, centroids=None):
+    return nearest_centroid_indices(weight, centroids if centroids is not None else self.cluster_centroids)
+
+
+def _fast_get_clustered_weight(self, pulling_indices, original_weight):
+    from tensorflow_model_optimization.python.core.clustering.keras.cluster_config import GradientAggregation
+
+    if self.cluster_gradient_aggregation not in (GradientAggregation.SUM, GradientAggregation.AVG):
+        raise ValueError(f"self.cluster_gradient_aggregation={self.cluster_gradient_aggregation} not implemented.")
+    # tf.identity as in tfmot (a MirroredVariable becomes a plain tensor)
+    return clustered_weight(self.cluster_centroids, pulling_indices, tf.identity(original_weight),
+                            average=self.cluster_gradient_aggregation == GradientAggregation.AVG)
+
+
+FAST_METHODS = {"get_pulling_indices": _fast_get_pulling_indices,
+                "get_clustered_weight": _fast_get_clustered_weight}
+
+_lock = threading.Lock()
+_depth = 0
+_saved: dict[str, object] = {}
+
+
+def _algorithm_class():
+    from tensorflow_model_optimization.python.core.clustering.keras import clustering_algorithm
+
+    return clustering_algorithm.ClusteringAlgorithm
+
+
+@contextlib.contextmanager
+def fast_clustering():
+    """Inside the block, tfmot's clustering (cluster_weights, CQAT, PCQAT) uses the fast methods.
+
+    Put the wrapping and ``fit`` inside it: the methods are looked up when a graph is traced,
+    and traced graphs keep what they got. Re-entrant and thread-safe (a count): tfmot's own
+    methods come back when the outermost block exits, also on an exception.
+    """
+    global _depth
+    cls = _algorithm_class()
+    with _lock:
+        if _depth == 0:
+            for name, method in FAST_METHODS.items():
+                _saved[name] = cls.__dict__[name]
+                setattr(cls, name, method)
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                for name, method in _saved.items():
+                    setattr(cls, name, method)
+                _saved.clear()
+
+
+def is_active() -> bool:
+    """True inside ``fast_clustering()``."""
+    return _depth > 0
