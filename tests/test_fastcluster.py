@@ -18,6 +18,13 @@ ORIGINAL = {name: Algorithm.__dict__[name] for name in fastcluster.FAST_METHODS}
 SHAPES = [(120, 40), (3, 3, 8, 16)]  # a Dense kernel, a Conv2D kernel
 
 
+@pytest.fixture(autouse=True)
+def search_every_size(monkeypatch):
+    """Small kernels normally take tfmot's argmin (cheaper than the XLA calls); the tests' kernels
+    are small, so let every size take the search, the lookup and the XLA gradient."""
+    monkeypatch.setattr(fastcluster, "SMALL", 0)
+
+
 def tfmot_indices(weight, centroids):
     """tfmot's own get_pulling_indices, called as its wrapper calls it."""
     algorithm = Algorithm(tf.Variable(centroids))
@@ -29,10 +36,17 @@ def fast_indices(weight, centroids):
 
 
 def flags(weight, centroids):
-    """(exact, crowded): which path nearest_centroid_indices takes."""
+    """Which paths nearest_centroid_indices takes: crowded (binary search), close (refine among
+    five values), hopeless (argmin itself)."""
     reach = tf.reduce_max(tf.abs(weight))
-    *_, exact, crowded = fastcluster._prepare_xla(tf.constant(centroids), reach)
-    return bool(exact), bool(crowded)
+    *_, crowded, close, hopeless = fastcluster._prepare_xla(tf.constant(centroids), reach)
+    return {"crowded": bool(crowded), "close": bool(close), "hopeless": bool(hopeless)}
+
+
+def with_far_centroids(c, k=16):
+    """``c`` followed by centroids far outside the weights' range, to k in all (each k compiles its
+    own XLA kernels once per process, so most tests share k = 16)."""
+    return np.concatenate([c, np.linspace(10, 20, k - len(c))]).astype(np.float32)
 
 
 def hard_kernel(shape, k, seed):
@@ -76,7 +90,7 @@ def test_assignment_is_tfmots_argmin_on_random_kernels(k):
 
 
 def test_equal_distances_go_to_the_lowest_index_as_in_argmin():
-    c = np.array([0.5, -0.5, 0.25, -0.25, 0.25], np.float32)
+    c = with_far_centroids([0.5, -0.5, 0.25, -0.25, 0.25])
     w = np.array([0.0, 0.375, -0.375, 0.25, 1.0, -1.0], np.float32)
     # 0.0 is as near to 0.25 (index 2, and its duplicate 4) as to -0.25 (index 3)
     np.testing.assert_array_equal(fast_indices(w, c), tfmot_indices(w, c))
@@ -86,7 +100,7 @@ def test_equal_distances_go_to_the_lowest_index_as_in_argmin():
 def test_a_tie_region_of_many_floats_around_zero():
     """|w + a| and |a - w| round to the same float for every tiny w, so argmin's tie rule decides
     for millions of floats around zero; the threshold search must find the end of that region."""
-    c = np.array([0.01, -0.01, 0.3], np.float32)
+    c = with_far_centroids([0.01, -0.01, 0.3])
     w = np.array([0.0, 1e-12, -1e-12, 3e-10, -3e-10, 1e-9, -1e-9, 2e-9, -2e-9, 1e-3, -1e-3], np.float32)
     np.testing.assert_array_equal(fast_indices(w, c), tfmot_indices(w, c))
     assert len(set(fast_indices(w, c))) == 2
@@ -94,19 +108,38 @@ def test_a_tie_region_of_many_floats_around_zero():
 
 def test_crowded_buckets_use_the_binary_search_and_stay_exact():
     rng = np.random.default_rng(3)
-    # three centroids within 1e-4 of each other among others spread over [-1, 1]
-    c = np.concatenate([rng.uniform(-1, 1, 13), [0.2, 0.2 + 3e-5, 0.2 + 7e-5]]).astype(np.float32)
-    w = np.concatenate([rng.uniform(-1.2, 1.2, 2000), rng.uniform(0.19999, 0.20008, 2000)]).astype(np.float32)
-    assert flags(w, c) == (True, True)
+    # five centroids within 1e-4 of each other among others spread over [-1, 1]
+    c = np.concatenate([rng.uniform(-1, 1, 11), 0.2 + np.array([0, 2, 4, 6, 8]) * 1e-5]).astype(np.float32)
+    w = np.concatenate([rng.uniform(-1.2, 1.2, 2000), rng.uniform(0.19999, 0.20009, 2000)]).astype(np.float32)
+    assert flags(w, c) == {"crowded": True, "close": False, "hopeless": False}
     np.testing.assert_array_equal(fast_indices(w, c), tfmot_indices(w, c))
 
 
-def test_nearly_equal_centroids_fall_back_to_argmin():
-    """Two centroids closer than the rounding of |w - c| could make a third centroid tie."""
-    c = np.array([0.5, 0.5 + 6e-8, -0.5, 0.0], np.float32)
-    w = np.linspace(-2, 2, 1001).astype(np.float32)
-    assert flags(w, c)[0] is False
-    np.testing.assert_array_equal(fast_indices(w, c), tfmot_indices(w, c))
+def far_ties(w, c, result):
+    """Weights whose argmin index is not a nearest centroid in exact arithmetic: float rounding
+    made a farther centroid with a lower index tie."""
+    exact = np.abs(w.astype(np.float64)[:, None] - c.astype(np.float64))
+    return int((exact[np.arange(len(w)), result] > exact.min(axis=1)).sum())
+
+
+def test_nearly_equal_centroids_are_refined_among_five_values():
+    """Two centroids closer than the rounding of |w - c|: for weights far from them, both distances
+    round to the same float and argmin takes the lower index, even if it is the farther one."""
+    c = with_far_centroids([0.5, 0.5 + 2**-24, -0.5, 0.0, 0.25, 0.5 - 2**-10])
+    w = np.linspace(-4, 4, 4001).astype(np.float32)
+    assert flags(w, c) == {"crowded": False, "close": True, "hopeless": False}
+    expected = tfmot_indices(w, c)
+    assert far_ties(w, c, expected) > 100
+    np.testing.assert_array_equal(fast_indices(w, c), expected)
+
+
+def test_three_nearly_equal_centroids_fall_back_to_argmin():
+    c = with_far_centroids([0.5, 0.5 + 2**-24, 0.5 + 2**-23, -0.5])
+    w = np.linspace(-4, 4, 4001).astype(np.float32)
+    assert flags(w, c)["hopeless"]
+    expected = tfmot_indices(w, c)
+    assert far_ties(w, c, expected) > 100
+    np.testing.assert_array_equal(fast_indices(w, c), expected)
 
 
 def test_inside_a_graph_and_with_a_variable():
@@ -135,7 +168,7 @@ def fine_tune(fast: bool, preserve_sparsity: bool, aggregation="SUM", steps=6):
         dense.build((None, 24))
         dense.set_weights([kernel, np.zeros(16, np.float32)])
         inputs = tf_keras.Input((24,))
-        layer = clustering.cluster_weights(dense, number_of_clusters=6,
+        layer = clustering.cluster_weights(dense, number_of_clusters=16,
                                            cluster_centroids_init=clustering.CentroidInitialization.LINEAR,
                                            preserve_sparsity=preserve_sparsity,
                                            cluster_gradient_aggregation=getattr(GradientAggregation, aggregation))
@@ -162,7 +195,7 @@ def test_fine_tuning_gives_tfmots_weights(preserve_sparsity, aggregation):
     np.testing.assert_array_equal(ours["indices"], theirs["indices"])
     for key in ("centroids", "weights", "bias", "stripped"):
         np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-5, atol=1e-6, err_msg=key)
-    assert not np.allclose(theirs["centroids"], np.linspace(theirs["centroids"].min(), theirs["centroids"].max(), 6))
+    assert not np.allclose(theirs["centroids"], np.linspace(theirs["centroids"].min(), theirs["centroids"].max(), 16))
     if preserve_sparsity:
         assert (ours["stripped"] == 0).sum() >= (theirs["stripped"] == 0).sum() > 0
 
@@ -170,8 +203,10 @@ def test_fine_tuning_gives_tfmots_weights(preserve_sparsity, aggregation):
 def test_pcqat_fine_tuning_gives_tfmots_weights():
     """Prune-preserving cluster-preserving QAT calls the same two methods from its quantizer."""
     rng = np.random.default_rng(1)
-    kernel = rng.choice(np.array([-0.4, -0.1, 0.0, 0.2, 0.5], np.float32), (24, 16))
+    values = np.concatenate([np.linspace(-0.5, -0.05, 8), np.linspace(0.05, 0.5, 7), [0.0]]).astype(np.float32)
+    kernel = rng.choice(values, (24, 16))
     kernel[:, ::3] = 0.0
+    assert len(np.unique(kernel)) == 16  # PCQAT takes the kernel's distinct values as its centroids
     x = rng.normal(size=(48, 24)).astype(np.float32)
     y = rng.integers(0, 16, 48)
 
@@ -233,7 +268,7 @@ def test_the_swap_reaches_the_clustering_wrapper():
     fastcluster.FAST_METHODS["get_pulling_indices"] = counting
     try:
         with fastcluster.fast_clustering():
-            wrapped = clustering.cluster_weights(layer, number_of_clusters=3)
+            wrapped = clustering.cluster_weights(layer, number_of_clusters=16)
             wrapped(tf.zeros((1, 8)))
         assert calls
         seen = len(calls)

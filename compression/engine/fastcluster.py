@@ -52,7 +52,10 @@ import tensorflow as tf
 
 # uniform buckets over the thresholds' range, per centroid: no bucket held two thresholds for any
 # of tfmot's four centroid initialisations on LeNet-300-100 at 16, 64 or 256 clusters
-BUCKETS_PER_CENTROID = 32
+BUCKETS_PER_CENTROID = 64
+MAX_BUCKETS = 2**14
+MAX_CLUSTERS = 2**14  # more centroids: argmin (tfmot's CQAT keeps at most 1024)
+SMALL = 2**17  # n * k at or below which tfmot's own argmin (and TF's gather) is cheaper than XLA calls
 _INT_MIN = -(2**31)
 _RADIX = 64  # keys tested at once per round of the threshold search
 _BRACKET = 2**10  # keys either side of the midpoint searched first (2 rounds)
@@ -103,39 +106,52 @@ def _thresholds(value, rep, valid):
         d_hi = tf.abs(w - v_hi[:, None])
         return (d_hi < d_lo) | ((d_hi == d_lo) & (r_hi < r_lo)[:, None])
 
-    def search(lo, hi, rounds):  # picks_hi is False at lo and True at hi
-        j = tf.range(1, _RADIX, dtype=tf.int64)
-        for _ in range(rounds):  # keep the last False .. first True
-            step = (hi - lo + _RADIX - 1) // _RADIX
-            probe = tf.minimum(lo[:, None] + step[:, None] * j[None, :], hi[:, None])
-            below = tf.reduce_sum(tf.cast(~picks_hi(_key_float(probe)), tf.int64), axis=1)
-            lo, hi = lo + step * below, tf.minimum(lo + step * (below + 1), hi)
-        return hi
-
-    lo, hi = _float_key(v_lo), _float_key(v_hi)
+    lo, hi = _float_key(v_lo), _float_key(v_hi)  # picks_hi is False at lo and True at hi
     mid = _float_key(v_lo + (v_hi - v_lo) * 0.5)
     near_lo = tf.clip_by_value(mid - _BRACKET, lo, hi)
     near_hi = tf.clip_by_value(mid + _BRACKET, lo, hi)
     ends = picks_hi(_key_float(tf.stack([near_lo, near_hi], axis=1)))
-    bracketed = tf.reduce_all((~ends[:, 0] & ends[:, 1]) | ~valid)
-    key = tf.cond(bracketed, lambda: search(near_lo, near_hi, 2), lambda: search(lo, hi, 6))
-    return _key_float(key)
+    inside = ~ends[:, 0] & ends[:, 1]
+    lo, hi = tf.where(inside, near_lo, lo), tf.where(inside, near_hi, hi)
+    hi = tf.where(valid, hi, lo + 1)  # padding: nothing to search
+    j = tf.range(1, _RADIX, dtype=tf.int64)
+
+    def narrow(lo, hi):  # test _RADIX - 1 evenly spaced keys, keep the last False .. first True
+        step = (hi - lo + _RADIX - 1) // _RADIX
+        probe = tf.minimum(lo[:, None] + step[:, None] * j[None, :], hi[:, None])
+        below = tf.reduce_sum(tf.cast(~picks_hi(_key_float(probe)), tf.int64), axis=1)
+        return lo + step * below, tf.minimum(lo + step * (below + 1), hi)
+
+    # 2 rounds for brackets (2 * _BRACKET + 1 <= _RADIX**2 keys), at most 6 for any key range (< 2**33)
+    _, hi = tf.while_loop(lambda lo, hi: tf.reduce_any(hi - lo > 1), narrow, [lo, hi], maximum_iterations=6)
+    return _key_float(hi)
 
 
 def _bucket(x, lo, scale, buckets: int):
-    """Monotone in x: uniform buckets over the thresholds' range, the outside clipped to the ends."""
-    return tf.cast(tf.floor(tf.clip_by_value((x - lo) * scale, 0.0, buckets - 1.0)), tf.int32)
+    """Monotone in x: uniform buckets over the thresholds' range, the outside clipped to the ends
+    (the same ops in both XLA modules; a float >= 0 converts to int by truncation, i.e. floor)."""
+    return tf.cast(tf.clip_by_value((x - lo) * scale, 0.0, buckets - 1.0), tf.int32)
+
+
+def _buckets(k: int) -> int:
+    return min(BUCKETS_PER_CENTROID * k, MAX_BUCKETS)
 
 
 @tf.function(jit_compile=True, autograph=False)
 def _prepare_xla(centroids, reach):
-    """The k-sized part: thresholds, bucket tables and the two flags choosing the n-sized path.
+    """The k-sized part: thresholds, bucket tables, and the flags that choose the n-sized path.
 
-    ``reach``: max |w|. ``exact`` is False when two distinct centroids are so close that float
-    rounding could make a centroid beyond a weight's two neighbours tie (gap <= about 2 ulp of the
-    largest |w - c|, or inside the flush-to-zero range), or for non-finite values.
-    ``crowded``: a bucket holds two thresholds. (A call of its own: in one XLA module with the
-    per-weight pass, XLA fuses the threshold search into that pass and repeats it per weight.)
+    ``reach``: max |w|. Flags:
+
+    - ``crowded``: a bucket holds more than two thresholds (the binary search runs);
+    - ``close``: two distinct values are so close (gap <= about 2 ulp of the largest |w - c|) that
+      float rounding can make a value beyond a weight's two neighbours tie with the nearer one
+      (centroids converging on the same weights do this for many steps). The ids are then value
+      numbers, and ``_refine_xla`` picks among the five values around each weight;
+    - ``hopeless``: three such values in a row, or non-finite values: argmin itself runs.
+
+    (A call of its own: in one XLA module with the per-weight pass, XLA fuses the threshold search
+    into that pass and repeats it for every weight.)
     """
     c = centroids
     k = c.shape[0]
@@ -143,51 +159,122 @@ def _prepare_xla(centroids, reach):
     valid = tf.range(k - 1) < count - 1
     beta = _thresholds(value, rep, valid)
     reach = reach + tf.reduce_max(tf.abs(c))
-    gaps = value[1:] - value[:-1]
     # a far tie needs gap <= ulp(max |w - c|) <= reach * 2**-23; 2**-22 leaves room for the roundings
-    exact = tf.reduce_all((gaps > tf.maximum(reach * 2.0**-22, 2.0**-120)) | ~valid) & tf.math.is_finite(reach)
-    buckets = BUCKETS_PER_CENTROID * k
+    tiny = valid & (value[1:] - value[:-1] <= tf.maximum(reach * 2.0**-22, 2.0**-120))
+    close = tf.reduce_any(tiny)
+    hopeless = tf.reduce_any(tiny[1:] & tiny[:-1]) | ~tf.math.is_finite(reach)
+    ids = tf.where(close, tf.range(k, dtype=rep.dtype), rep)  # what the search returns per value
+    buckets = _buckets(k)
     lo = beta[0]
     span = tf.gather(beta, tf.maximum(count - 2, 0)) - lo
     scale = tf.where(span > 0, tf.minimum(buckets / span, 1e30), tf.zeros_like(span))
     fb = tf.where(valid, _bucket(beta, lo, scale, buckets), buckets)  # padding past the last bucket
     per_bucket = tf.math.unsorted_segment_sum(tf.cast(valid, tf.int32), fb, buckets + 1)[:buckets]
-    crowded = tf.reduce_any(per_bucket > 1)
-    below = tf.cumsum(per_bucket, exclusive=True)  # thresholds in lower buckets
+    crowded = tf.reduce_any(per_bucket > 2)
+    base = tf.cumsum(per_bucket, exclusive=True)  # thresholds in lower buckets
     inf = tf.constant(float("inf"), c.dtype)
-    beta = tf.concat([tf.where(valid, beta, inf), [inf]], 0)
-    rep = tf.concat([rep, rep[-1:]], 0)
-    # per bucket: its threshold (or a higher bucket's, above all its weights), the index below, above
-    tables = tf.gather(beta, below), tf.gather(rep, below), tf.gather(rep, below + 1)
-    return tables, lo, scale, beta[:-1], rep, exact, crowded
+    beta = tf.concat([tf.where(valid, beta, inf), [inf, inf]], 0)
+    ids = tf.concat([ids, ids[-1:], ids[-1:]], 0)
+    # per bucket: the number of thresholds below it and the first threshold at or after it
+    tables = base, tf.gather(beta, base)
+    return tables, lo, scale, beta, ids, value, rep, count, crowded, close, hopeless
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _lookup_xla(weight, tables, lo, scale):
-    """The index for each weight when no bucket holds two thresholds. Exact: thresholds in lower
-    buckets are below w, those in higher buckets above it, the bucket's own (if any) is compared."""
-    t_beta, t_lo, t_hi = tables
-    b = _bucket(weight, lo, scale, t_beta.shape[0])
-    return tf.where(tf.gather(t_beta, b) <= weight, tf.gather(t_hi, b), tf.gather(t_lo, b))
+def _lookup_xla(weight, centroids, tables, lo, scale, beta, ids):
+    """(ids, clustered value) per weight when no bucket holds more than two thresholds. Exact:
+    thresholds in lower buckets are below w, those in higher buckets above it, and the bucket's
+    own (its first two from ``base``) are compared."""
+    base, first = tables
+    b = _bucket(weight, lo, scale, base.shape[0])
+    at = tf.gather(base, b)
+    passed = tf.cast(tf.gather(first, b) <= weight, tf.int32) + tf.cast(tf.gather(beta, at + 1) <= weight, tf.int32)
+    found = tf.gather(ids, at + passed)
+    return found, _ste(centroids, found, weight)
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _bisect_xla(weight, beta, rep):
-    """rep[number of thresholds <= w] by a branch-free binary search (any spacing of thresholds)."""
+def _bisect_xla(weight, beta, ids):
+    """ids[number of thresholds <= w] by a branch-free binary search (any spacing of thresholds)."""
     m = beta.shape[0]
-    size = 1 << m.bit_length()  # > m
+    size = 1 << (m - 1).bit_length()  # >= m; beta ends with +inf
     beta = tf.concat([beta, tf.fill([size - m], tf.constant(float("inf"), beta.dtype))], 0)
     pos = tf.zeros(tf.shape(weight), tf.int32)
     step = size // 2
     while step >= 1:
         pos = pos + tf.where(tf.gather(beta, pos + (step - 1)) <= weight, step, 0)
         step //= 2
-    return tf.gather(rep, pos)
+    return tf.gather(ids, pos)
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _refine_xla(weight, group, value, rep, count):
+    """argmin among the five distinct values around each weight's two-neighbour choice ``group``:
+    exact when no three values lie within rounding of each other (then any tie a rounding makes
+    stays within two neighbouring values on each side of w)."""
+    best_d = best_r = None
+    for offset in (-2, -1, 0, 1, 2):
+        j = tf.clip_by_value(group + offset, 0, tf.cast(count, group.dtype) - 1)  # count: distinct values
+        d = tf.abs(weight - tf.gather(value, j))  # argmin's float op
+        r = tf.gather(rep, j)
+        if best_d is None:
+            best_d, best_r = d, r
+        else:
+            better = (d < best_d) | ((d == best_d) & (r < best_r))
+            best_d, best_r = tf.where(better, d, best_d), tf.where(better, r, best_r)
+    return best_r
 
 
 def argmin_indices(weight, centroids):
     """tfmot's own computation (ClusteringAlgorithm.get_pulling_indices)."""
     return tf.argmin(tf.abs(tf.expand_dims(weight, axis=-1) - centroids), axis=-1)
+
+
+def _argmin_fallback(weight, centroids):
+    """argmin when the search cannot be exact (a name of its own, so a benchmark can count it)."""
+    return argmin_indices(weight, centroids)
+
+
+def _ste(centroids, indices, weight):
+    """tfmot's forward value of a clustered weight: the centroid times sign(w + 1e6)."""
+    return tf.gather(centroids, indices) * tf.sign(weight + 1e6)
+
+
+_gather_ste_xla = tf.function(_ste, jit_compile=True, autograph=False)
+
+
+def _searchable(weight, centroids) -> bool:
+    k = centroids.shape[0] if centroids.shape.rank == 1 else None
+    return (weight.dtype == tf.float32 and k is not None and 2 <= k <= MAX_CLUSTERS
+            and weight.shape.is_fully_defined() and weight.shape.num_elements() * k > SMALL)
+
+
+def assign(weight, centroids):
+    """(indices, clustered value): ``nearest_centroid_indices`` and tfmot's forward value of the
+    clustered weight, ``centroids[indices] * sign(weight + 1e6)``, from the same pass over the
+    weights when the bucket lookup runs."""
+    weight = tf.convert_to_tensor(weight)
+    centroids = tf.convert_to_tensor(centroids, dtype=weight.dtype)
+    if not _searchable(weight, centroids):
+        indices = argmin_indices(weight, centroids)
+        return indices, _ste(centroids, indices, weight)
+    reach = tf.maximum(tf.reduce_max(weight), -tf.reduce_min(weight))
+    tables, lo, scale, beta, ids, value, rep, count, crowded, close, hopeless = _prepare_xla(centroids, reach)
+
+    def with_value(indices):
+        return indices, _gather_ste_xla(centroids, indices, weight)
+
+    def lookup():
+        return _lookup_xla(weight, centroids, tables, lo, scale, beta, ids)
+
+    def search():
+        def other():
+            found = tf.cond(crowded, lambda: _bisect_xla(weight, beta, ids), lambda: lookup()[0])
+            return with_value(tf.cond(close, lambda: _refine_xla(weight, found, value, rep, count), lambda: found))
+
+        return tf.cond(crowded | close, other, lookup)
+
+    return tf.cond(hopeless, lambda: with_value(_argmin_fallback(weight, centroids)), search)
 
 
 def nearest_centroid_indices(weight, centroids):
@@ -197,27 +284,10 @@ def nearest_centroid_indices(weight, centroids):
     ``weight``: float32 of any static shape; ``centroids``: shape (k,). Returns int64 of
     ``weight``'s shape. Works eagerly and inside ``tf.function`` (graph mode).
     """
-    weight = tf.convert_to_tensor(weight)
-    centroids = tf.convert_to_tensor(centroids, dtype=weight.dtype)
-    if (weight.dtype != tf.float32 or centroids.shape.rank != 1 or centroids.shape[0] is None
-            or centroids.shape[0] < 2 or not weight.shape.is_fully_defined()):
-        return argmin_indices(weight, centroids)  # the search needs float32 and static shapes
-    if weight.shape.num_elements() == 0:
-        return tf.zeros(weight.shape, tf.int64)
-    reach = tf.maximum(tf.reduce_max(weight), -tf.reduce_min(weight))
-    tables, lo, scale, beta, rep, exact, crowded = _prepare_xla(centroids, reach)
-    return tf.cond(exact,
-                   lambda: tf.cond(crowded, lambda: _bisect_xla(weight, beta, rep),
-                                   lambda: _lookup_xla(weight, tables, lo, scale)),
-                   lambda: argmin_indices(weight, centroids))
+    return assign(weight, centroids)[0]
 
 
 # --- clustered weight and its gradient -------------------------------------------------------------
-
-
-@tf.function(jit_compile=True, autograph=False)
-def _gather_ste_xla(centroids, indices, weight):
-    return tf.gather(centroids, indices) * tf.sign(weight + 1e6)
 
 
 @tf.function(jit_compile=True, autograph=False)
@@ -226,24 +296,29 @@ def _segment_sum_xla(values, indices, like):
     return tf.math.unsorted_segment_sum(values, indices, like.shape[0])
 
 
-def clustered_weight(centroids, indices, original_weight, average: bool = False):
-    """``centroids[indices] * sign(original_weight + 1e6)`` with tfmot's gradients:
-    straight-through to ``original_weight``, and the per-cluster sum (``average``: mean) of the
-    upstream gradient to ``centroids``, as a dense vector."""
+def clustered_weight(centroids, indices, original_weight, average: bool = False, value=None):
+    """``centroids[indices] * sign(original_weight + 1e6)`` (or ``value``, already computed) with
+    tfmot's gradients: straight-through to ``original_weight``, and the per-cluster sum
+    (``average``: mean) of the upstream gradient to ``centroids``, as a dense vector."""
     indices = tf.convert_to_tensor(indices)
+    large = indices.shape.num_elements() is not None and indices.shape.num_elements() > SMALL
 
     @tf.custom_gradient
     def forward(c, w):
         def grad(dy):
+            k = c.shape[0]
             flat = tf.reshape(tf.cast(indices, tf.int64), [-1])
-            total = _segment_sum_xla(tf.reshape(dy, [-1]), flat, c)
+            dy_flat = tf.reshape(dy, [-1])
+            total = (_segment_sum_xla(dy_flat, flat, c) if large
+                     else tf.math.unsorted_segment_sum(dy_flat, flat, k))
             if average:  # GradientAggregation.AVG: divided by the cluster sizes
-                k = c.shape[0]
                 total = tf.math.divide_no_nan(total, tf.math.bincount(tf.cast(flat, tf.int32), minlength=k,
                                                                       maxlength=k, dtype=dy.dtype))
             return total, dy
 
-        return _gather_ste_xla(c, indices, w), grad
+        if value is not None:
+            return tf.identity(value), grad
+        return (_gather_ste_xla if large else _ste)(c, indices, w), grad
 
     return forward(tf.convert_to_tensor(centroids), tf.convert_to_tensor(original_weight))
 
@@ -252,7 +327,12 @@ def clustered_weight(centroids, indices, original_weight, average: bool = False)
 
 
 def _fast_get_pulling_indices(self, weight, centroids=None):
-    return nearest_centroid_indices(weight, centroids if centroids is not None else self.cluster_centroids)
+    if centroids is not None:  # per-channel clustering: one channel's centroids
+        return nearest_centroid_indices(weight, centroids)
+    indices, value = assign(weight, self.cluster_centroids)
+    # tfmot's wrapper passes these very tensors to get_clustered_weight next: keep the value
+    self._fast_assigned = (indices, weight, value)
+    return indices
 
 
 def _fast_get_clustered_weight(self, pulling_indices, original_weight):
@@ -260,9 +340,13 @@ def _fast_get_clustered_weight(self, pulling_indices, original_weight):
 
     if self.cluster_gradient_aggregation not in (GradientAggregation.SUM, GradientAggregation.AVG):
         raise ValueError(f"self.cluster_gradient_aggregation={self.cluster_gradient_aggregation} not implemented.")
+    indices, weight, value = getattr(self, "_fast_assigned", None) or (None, None, None)
+    self._fast_assigned = None
+    if indices is not pulling_indices or weight is not original_weight:
+        value = None  # not the pair just assigned (CQAT passes its indices variable): gather again
     # tf.identity as in tfmot (a MirroredVariable becomes a plain tensor)
     return clustered_weight(self.cluster_centroids, pulling_indices, tf.identity(original_weight),
-                            average=self.cluster_gradient_aggregation == GradientAggregation.AVG)
+                            average=self.cluster_gradient_aggregation == GradientAggregation.AVG, value=value)
 
 
 FAST_METHODS = {"get_pulling_indices": _fast_get_pulling_indices,
