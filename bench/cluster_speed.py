@@ -51,6 +51,7 @@ import compression  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 NOTES_MARK = "<!-- notes -->"
 MNIST = Path("/work/shared/data/mnist.npz")
 PRUNE = {"fc1": 0.90, "fc2": 0.90, "output": 0.74}  # fraction of each kernel set to zero
+PROFILE_ROWS = ["float", "cluster16_tfmot", "cluster64_tfmot", "cluster64_fast", "pcqat64_tfmot", "pcqat64_fast"]
 # quick mode: each kind of row once, at one k (every k compiles its own XLA kernels)
 QUICK_ROWS = ["float", "cluster64_tfmot", "cluster64_fast", "spcluster64_fast", "pcqat64_tfmot", "pcqat64_fast"]
 
@@ -235,6 +236,45 @@ def assignments_equal(model) -> bool:
                for w, c in pairs)
 
 
+# --- profile ------------------------------------------------------------------------------------
+
+
+def profile(model, ds, batch_size: int, steps: int, top: int = 12) -> list[tuple[str, float]]:
+    """(op type or XLA kernel, ms per training step) for ``steps`` steps under TensorFlow's profiler,
+    largest first. Op time includes time waiting for a core, so under load it is inflated."""
+    import collections
+    import glob
+    import shutil
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    n = steps * batch_size
+    logdir = tempfile.mkdtemp(prefix="cluster_profile_")
+    try:
+        tf.profiler.experimental.start(logdir)
+        model.fit(ds.x_train[:n], ds.y_train[:n], epochs=1, batch_size=batch_size, verbose=0)
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb").read())
+    finally:
+        shutil.rmtree(logdir, ignore_errors=True)
+    total = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name.split("#")[0]
+                if name == "CpuExecutable::ExecuteAsyncOnStream":
+                    name = "XLA kernels (fast path)"
+                elif ":" in name and "::" not in name and " " not in name and "Dataset" not in name:
+                    name = name.rsplit(":", 1)[1]  # a TensorFlow op, "scope/op:Type" -> Type
+                else:
+                    continue  # the framework's own events, and XLA's kernels (inside the line above)
+                total[name] += event.duration_ps / 1e9 / steps
+    return [(name, round(ms, 3)) for name, ms in total.most_common(top)]
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -316,6 +356,15 @@ def run(args) -> tuple[list[Row], dict]:
                       epochs=1, batch_size=args.batch_size, verbose=0)
         live[key] = (model, ctx)
         rows.append(Row(key, label, k, path, steps, val_steps))
+    if args.profile:
+        meta["profile_steps"] = args.profile
+        meta["profile"] = {}
+        for row in rows:
+            if row.key in PROFILE_ROWS:
+                model, ctx = live[row.key]
+                log(f"profiling {row.key}")
+                with ctx():
+                    meta["profile"][row.key] = profile(model, ds, args.batch_size, args.profile)
     counted = {}
     for r in range(args.rounds):
         for row in rows:
@@ -365,6 +414,11 @@ def markdown(rows: list[Row], meta: dict) -> str:
         equal = {None: "", True: "yes", False: "NO"}[r.assignments_equal]
         lines.append(f"| {r.label} | {r.path} | {r.wall:.2f} | {r.cpu:.2f} | {1000 * r.wall / r.train_steps:.1f} "
                      f"| {r.wall / ref.wall:.2f} | {r.cpu / ref.cpu:.2f} | {fallbacks} | {equal} |")
+    if meta.get("profile"):
+        lines += ["", f"Profile ({meta['profile_steps']} training steps per row under TensorFlow's profiler; ms per "
+                  "step of each op type, summed over layers; op time includes waiting for a core):", ""]
+        for key, ops in meta["profile"].items():
+            lines.append(f"- {key}: " + ", ".join(f"{name} {ms:.2f}" for name, ms in ops))
     return "\n".join(lines) + "\n"
 
 
@@ -377,6 +431,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=None, help="timed epochs per row (default 2, quick 1)")
     ap.add_argument("--batch-size", type=int, default=None, help="samples per step (default 128, quick 32)")
     ap.add_argument("--only", nargs="*", default=None, help="only these row keys (float is always timed)")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="first profile STEPS training steps of " + ", ".join(PROFILE_ROWS) + " (top op types)")
     args = ap.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 2)
     args.batch_size = args.batch_size or (32 if args.quick else 128)

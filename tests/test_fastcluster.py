@@ -142,6 +142,20 @@ def test_three_nearly_equal_centroids_fall_back_to_argmin():
     np.testing.assert_array_equal(fast_indices(w, c), expected)
 
 
+def test_a_float_falls_in_the_same_bucket_in_tensorflow_and_in_xla():
+    """Weights are bucketed by TensorFlow's kernels, thresholds by XLA: exactness needs the same
+    bucket for the same float, also at bucket edges and outside the range."""
+    rng = np.random.default_rng(7)
+    lo, scale, buckets = np.float32(-0.1370), np.float32(1024 / 0.2913), 1024
+    edges = lo + np.arange(-2, buckets + 3, dtype=np.float32) / scale
+    x = np.concatenate([rng.uniform(-0.3, 0.3, 200_000), edges, np.nextafter(edges, np.float32(1)),
+                        np.nextafter(edges, np.float32(-1)), [0.0, -0.0, 1e30, -1e30, 1e-40]]).astype(np.float32)
+    in_tf = fastcluster._bucket(tf.constant(x), lo, scale, buckets).numpy()
+    in_xla = tf.function(lambda v: fastcluster._bucket(v, lo, scale, buckets), jit_compile=True)(tf.constant(x)).numpy()
+    np.testing.assert_array_equal(in_tf, in_xla)
+    assert in_tf.min() == 0 and in_tf.max() == buckets - 1 and (np.diff(in_tf[np.argsort(x, kind="stable")]) >= 0).all()
+
+
 def test_inside_a_graph_and_with_a_variable():
     w, c = hard_kernel((64, 32), 16, seed=5)
     weight, centroids = tf.Variable(w), tf.Variable(c)

@@ -55,7 +55,7 @@ import tensorflow as tf
 BUCKETS_PER_CENTROID = 64
 MAX_BUCKETS = 2**14
 MAX_CLUSTERS = 2**14  # more centroids: argmin (tfmot's CQAT keeps at most 1024)
-SMALL = 2**17  # n * k at or below which tfmot's own argmin (and TF's gather) is cheaper than XLA calls
+SMALL = 2**15  # n * k at or below which tfmot's own argmin (and TF's gather) is cheaper than XLA calls
 _INT_MIN = -(2**31)
 _RADIX = 64  # keys tested at once per round of the threshold search
 _BRACKET = 2**10  # keys either side of the midpoint searched first (2 rounds)
@@ -128,8 +128,10 @@ def _thresholds(value, rep, valid):
 
 
 def _bucket(x, lo, scale, buckets: int):
-    """Monotone in x: uniform buckets over the thresholds' range, the outside clipped to the ends
-    (the same ops in both XLA modules; a float >= 0 converts to int by truncation, i.e. floor)."""
+    """Monotone in x: uniform buckets over the thresholds' range, the outside clipped to the ends.
+    Subtract, multiply, clip, truncate (a float >= 0 converts to int by truncation, i.e. floor):
+    exact IEEE operations, so TensorFlow's kernels (for the weights) and XLA (for the thresholds)
+    give the same bucket for the same float, which a test checks."""
     return tf.cast(tf.clip_by_value((x - lo) * scale, 0.0, buckets - 1.0), tf.int32)
 
 
@@ -139,15 +141,15 @@ def _buckets(k: int) -> int:
 
 @tf.function(jit_compile=True, autograph=False)
 def _prepare_xla(centroids, reach):
-    """The k-sized part: thresholds, bucket tables, and the flags that choose the n-sized path.
+    """The k-sized part: distinct values, thresholds, bucket tables, and three flags.
 
     ``reach``: max |w|. Flags:
 
     - ``crowded``: a bucket holds more than two thresholds (the binary search runs);
     - ``close``: two distinct values are so close (gap <= about 2 ulp of the largest |w - c|) that
       float rounding can make a value beyond a weight's two neighbours tie with the nearer one
-      (centroids converging on the same weights do this for many steps). The ids are then value
-      numbers, and ``_refine_xla`` picks among the five values around each weight;
+      (centroids converging on the same weights do this for many steps): ``_refine_xla`` then
+      picks among the five values around each weight;
     - ``hopeless``: three such values in a row, or non-finite values: argmin itself runs.
 
     (A call of its own: in one XLA module with the per-weight pass, XLA fuses the threshold search
@@ -163,7 +165,6 @@ def _prepare_xla(centroids, reach):
     tiny = valid & (value[1:] - value[:-1] <= tf.maximum(reach * 2.0**-22, 2.0**-120))
     close = tf.reduce_any(tiny)
     hopeless = tf.reduce_any(tiny[1:] & tiny[:-1]) | ~tf.math.is_finite(reach)
-    ids = tf.where(close, tf.range(k, dtype=rep.dtype), rep)  # what the search returns per value
     buckets = _buckets(k)
     lo = beta[0]
     span = tf.gather(beta, tf.maximum(count - 2, 0)) - lo
@@ -174,28 +175,36 @@ def _prepare_xla(centroids, reach):
     base = tf.cumsum(per_bucket, exclusive=True)  # thresholds in lower buckets
     inf = tf.constant(float("inf"), c.dtype)
     beta = tf.concat([tf.where(valid, beta, inf), [inf, inf]], 0)
-    ids = tf.concat([ids, ids[-1:], ids[-1:]], 0)
-    # per bucket: the number of thresholds below it and the first threshold at or after it
-    tables = base, tf.gather(beta, base)
-    return tables, lo, scale, beta, ids, value, rep, count, crowded, close, hopeless
+    # per bucket: the thresholds below it, and its first two (or higher buckets', above all its weights)
+    tables = base, tf.gather(beta, base), tf.gather(beta, base + 1)
+    picked = tf.gather(c, tf.minimum(rep, k - 1))  # the centroid itself (0.0 and -0.0 are one value)
+    return tables, lo, scale, beta, value, rep, picked, count, crowded, close, hopeless
+
+
+def _group(weight, bucket, tables):
+    """The number of thresholds <= w (the two-neighbour choice, as a value number) when no bucket
+    holds more than two: thresholds in lower buckets are below w, those in higher buckets above it,
+    and the bucket's own are compared."""
+    base, first, second = tables
+    return (tf.gather(base, bucket) + tf.cast(tf.gather(first, bucket) <= weight, tf.int32)
+            + tf.cast(tf.gather(second, bucket) <= weight, tf.int32))
+
+
+_group_xla = tf.function(_group, jit_compile=True, autograph=False)
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _lookup_xla(weight, centroids, tables, lo, scale, beta, ids):
-    """(ids, clustered value) per weight when no bucket holds more than two thresholds. Exact:
-    thresholds in lower buckets are below w, those in higher buckets above it, and the bucket's
-    own (its first two from ``base``) are compared."""
-    base, first = tables
-    b = _bucket(weight, lo, scale, base.shape[0])
-    at = tf.gather(base, b)
-    passed = tf.cast(tf.gather(first, b) <= weight, tf.int32) + tf.cast(tf.gather(beta, at + 1) <= weight, tf.int32)
-    found = tf.gather(ids, at + passed)
-    return found, _ste(centroids, found, weight)
+def _lookup_xla(weight, bucket, tables, rep, centroids):
+    """The usual path: (original index, clustered value) per weight, four table reads for the index
+    in one fused pass (the bucket comes from TensorFlow's kernels: computed inside, XLA would
+    repeat it for every table read), one more for the value."""
+    indices = tf.gather(rep, _group(weight, bucket, tables))
+    return indices, _ste(centroids, indices, weight)
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _bisect_xla(weight, beta, ids):
-    """ids[number of thresholds <= w] by a branch-free binary search (any spacing of thresholds)."""
+def _bisect_xla(weight, beta):
+    """The number of thresholds <= w by a branch-free binary search (any spacing of thresholds)."""
     m = beta.shape[0]
     size = 1 << (m - 1).bit_length()  # >= m; beta ends with +inf
     beta = tf.concat([beta, tf.fill([size - m], tf.constant(float("inf"), beta.dtype))], 0)
@@ -204,17 +213,17 @@ def _bisect_xla(weight, beta, ids):
     while step >= 1:
         pos = pos + tf.where(tf.gather(beta, pos + (step - 1)) <= weight, step, 0)
         step //= 2
-    return tf.gather(ids, pos)
+    return pos
 
 
 @tf.function(jit_compile=True, autograph=False)
 def _refine_xla(weight, group, value, rep, count):
     """argmin among the five distinct values around each weight's two-neighbour choice ``group``:
     exact when no three values lie within rounding of each other (then any tie a rounding makes
-    stays within two neighbouring values on each side of w)."""
+    stays within two neighbouring values on each side of w). Returns the original index."""
     best_d = best_r = None
     for offset in (-2, -1, 0, 1, 2):
-        j = tf.clip_by_value(group + offset, 0, tf.cast(count, group.dtype) - 1)  # count: distinct values
+        j = tf.clip_by_value(group + offset, 0, count - 1)  # count: distinct values
         d = tf.abs(weight - tf.gather(value, j))  # argmin's float op
         r = tf.gather(rep, j)
         if best_d is None:
@@ -223,6 +232,12 @@ def _refine_xla(weight, group, value, rep, count):
             better = (d < best_d) | ((d == best_d) & (r < best_r))
             best_d, best_r = tf.where(better, d, best_d), tf.where(better, r, best_r)
     return best_r
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _pick_xla(weight, group, rep, picked):
+    """(original index, tfmot's forward value centroid * sign(w + 1e6)) of each weight's value number."""
+    return tf.gather(rep, group), tf.gather(picked, group) * tf.sign(weight + 1e6)
 
 
 def argmin_indices(weight, centroids):
@@ -251,30 +266,41 @@ def _searchable(weight, centroids) -> bool:
 
 def assign(weight, centroids):
     """(indices, clustered value): ``nearest_centroid_indices`` and tfmot's forward value of the
-    clustered weight, ``centroids[indices] * sign(weight + 1e6)``, from the same pass over the
-    weights when the bucket lookup runs."""
+    clustered weight, ``centroids[indices] * sign(weight + 1e6)``."""
     weight = tf.convert_to_tensor(weight)
     centroids = tf.convert_to_tensor(centroids, dtype=weight.dtype)
     if not _searchable(weight, centroids):
         indices = argmin_indices(weight, centroids)
         return indices, _ste(centroids, indices, weight)
     reach = tf.maximum(tf.reduce_max(weight), -tf.reduce_min(weight))
-    tables, lo, scale, beta, ids, value, rep, count, crowded, close, hopeless = _prepare_xla(centroids, reach)
+    tables, lo, scale, beta, value, rep, picked, count, crowded, close, hopeless = _prepare_xla(centroids, reach)
 
-    def with_value(indices):
-        return indices, _gather_ste_xla(centroids, indices, weight)
+    shape = weight.shape
+    flat = tf.reshape(weight, [-1])  # XLA's gathers copy 2-D index arrays into another layout first
 
-    def lookup():
-        return _lookup_xla(weight, centroids, tables, lo, scale, beta, ids)
+    def bucket():
+        return _bucket(flat, lo, scale, _buckets(centroids.shape[0]))
+
+    def unflat(indices_value):
+        return tuple(tf.reshape(t, shape) for t in indices_value)
 
     def search():
-        def other():
-            found = tf.cond(crowded, lambda: _bisect_xla(weight, beta, ids), lambda: lookup()[0])
-            return with_value(tf.cond(close, lambda: _refine_xla(weight, found, value, rep, count), lambda: found))
+        def refine():
+            group = tf.cond(crowded, lambda: _bisect_xla(flat, beta), lambda: _group_xla(flat, bucket(), tables))
+            indices = _refine_xla(flat, group, value, rep, count)
+            return unflat((indices, _gather_ste_xla(centroids, indices, flat)))
 
-        return tf.cond(crowded | close, other, lookup)
+        def crowd():
+            return unflat(_pick_xla(flat, _bisect_xla(flat, beta), rep, picked))
 
-    return tf.cond(hopeless, lambda: with_value(_argmin_fallback(weight, centroids)), search)
+        return tf.cond(close, refine,
+                       lambda: tf.cond(crowded, crowd, lambda: unflat(_lookup_xla(flat, bucket(), tables, rep, centroids))))
+
+    def fallback():
+        indices = _argmin_fallback(weight, centroids)
+        return indices, _ste(centroids, indices, weight)
+
+    return tf.cond(hopeless, fallback, search)
 
 
 def nearest_centroid_indices(weight, centroids):
