@@ -291,3 +291,37 @@ def test_the_swap_reaches_the_clustering_wrapper():
     finally:
         fastcluster.FAST_METHODS.clear()
         fastcluster.FAST_METHODS.update(original)
+
+
+# --- the project's cluster method, switched on from outside -------------------------------------
+
+
+def test_the_cluster_method_under_the_switch_gives_the_same_model(tiny_npz, monkeypatch):
+    """engine.methods.cluster, run as it is inside fast_clustering(): the same clustered kernels
+    (to float tolerance) as with tfmot's own methods, so one `with` in its apply switches it on."""
+    from compression import data
+    from compression.engine import methods, models
+    from compression.engine.methods.base import MethodContext
+
+    ds = data.load_npz(tiny_npz)
+    baseline = models.build("lenet_300_100", ds.input_shape, ds.num_classes, 0)
+    method = methods.get("cluster")
+    step = methods.step_type("cluster").from_dict(
+        {"method": "cluster", "number_of_clusters": 16, "cluster_centroids_init": "linear", "epochs": 1,
+         "batch_size": 100, "learning_rate": 1e-3}, "steps[0]")
+    ctx = MethodContext(baseline=baseline, initial_weights=None, earlier=[], variant="cluster", where="steps[0]")
+
+    def kernels(fast):
+        tf_keras.utils.set_random_seed(0)  # the same shuffling for both runs
+        with fastcluster.fast_clustering() if fast else contextlib.nullcontext():
+            result = method.apply(baseline, ds, step, ctx)
+        return [layer.get_weights()[0] for layer in result.model.layers if layer.get_weights()]
+
+    calls = []
+    real = fastcluster.assign
+    monkeypatch.setattr(fastcluster, "assign", lambda *a: calls.append(1) or real(*a))
+    theirs, ours = kernels(False), kernels(True)
+    assert calls  # the fast path ran
+    for mine, reference in zip(ours, theirs):
+        assert len(np.unique(mine)) <= 16
+        np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-6)

@@ -7,35 +7,42 @@ of a ``tf.gather`` with n indices, which the tf_keras optimizer deduplicates wit
 over all n indices plus a segment sum, whatever k is. docs/cluster_speed.md has the profile.
 
 ``fast_clustering()`` swaps two methods of tfmot's ``ClusteringAlgorithm`` for the duration
-of a ``with`` block; graphs traced inside it keep the fast ops afterwards:
+of a ``with`` block; graphs traced inside it keep the fast ops afterwards.
 
-``get_pulling_indices`` (``nearest_centroid_indices``), per call:
+``get_pulling_indices`` (``assign``, ``nearest_centroid_indices``), per call:
 
-1. k-sized work: sort the centroids (ties by index) into distinct values, each with its lowest
-   original index, which is the index argmin returns for that value. Between two neighbouring
-   values a and b, argmin's choice is monotone in w; the threshold beta (the smallest float32
-   that picks b) is found exactly by searching the float32 numbers between a and b with argmin's
-   own comparison of ``|w - a|`` and ``|w - b|`` (the same float ops), so rounding near the
-   midpoint and exact midpoint ties (lowest index wins) come out as argmin's. The thresholds are
-   put into 32 k uniform buckets over their range.
-2. n-sized work, one fused pass: bucket of w (monotone), three table reads, one comparison with
-   the bucket's threshold. When a bucket holds two thresholds, a branch-free binary search over
-   the thresholds (log k table reads) runs instead.
-3. argmin itself runs instead when two distinct centroids are so close (gap below about 2 ulp of
-   max |w - c|) that rounding could make a centroid beyond a weight's two neighbours tie, and for
-   non-finite values. So the result is argmin's in every case.
+1. k-sized work (``_prepare_xla``): one sort of the centroids into distinct values, each with
+   its lowest original index (the index argmin returns for that value). Between two neighbouring
+   values a < b, argmin's choice is monotone in w; the threshold (the smallest float32 w that picks
+   b) is found exactly by searching the float32 numbers between a and b (in the order of their
+   bit patterns) with argmin's own comparison of ``|w - a|`` and ``|w - b|``, the same float ops,
+   so rounding near the midpoint and exact ties (lowest index wins) come out as argmin's. The
+   thresholds go into 64 k uniform buckets (at most 2**14) over their range.
+2. n-sized work (``_lookup_xla``), one fused pass: the bucket of w (monotone; computed by
+   TensorFlow's kernels), three table reads and two comparisons give the number of thresholds
+   <= w, one more read the original index, one more the centroid for tfmot's forward value.
+   Where a bucket holds more than two thresholds, a branch-free binary search over the
+   thresholds (log k reads) runs instead.
+3. Two distinct centroids closer than about 2 ulp of max |w - c| (centroids converging on the
+   same weights do this for many steps) can make float rounding tie a weight's distance to a
+   centroid beyond its two neighbours; argmin then takes the lower index. The choice is then
+   refined among the five values around each weight (exact unless three such values lie in a
+   row, where argmin itself runs, as it does for non-finite values). The result is argmin's in
+   every case.
 
-``get_clustered_weight`` (``clustered_weight``): the same forward value (the gathered
-centroids times ``sign(w + 1e6)``, tfmot's straight-through estimator) with a custom gradient:
-the original weight gets the upstream gradient unchanged, as in tfmot; the centroids get the
-per-cluster sum (``GradientAggregation.AVG``: mean) of the upstream gradient as one dense
-k-vector. That is what the optimizer makes of tfmot's IndexedSlices after deduplication, without
-the ``tf.unique`` over n indices (Adam's sparse and dense updates agree once duplicates are
-summed; the float summation order differs).
+``get_clustered_weight`` (``clustered_weight``): the same forward value (the gathered centroids
+times ``sign(w + 1e6)``, tfmot's straight-through estimator; taken from the pass above when the
+wrapper passes back the tensors it just got) with a custom gradient: the original weight gets
+the upstream gradient unchanged, as in tfmot; the centroids get the per-cluster sum
+(``GradientAggregation.AVG``: mean) of the upstream gradient as one dense k-vector. That is what
+the optimizer makes of tfmot's IndexedSlices after deduplication, without the ``tf.unique`` over
+n indices (Adam's sparse and dense updates agree once duplicates are summed; the float summation
+order differs).
 
 The n-sized parts and the k-sized preparation are small XLA kernels (``jit_compile=True``)
-called from Keras' ordinary training step; TensorFlow's own ``searchsorted``, ``gather`` and
-``unsorted_segment_sum`` CPU kernels are several times slower at these sizes.
+called from Keras' ordinary training step: TensorFlow's own ``searchsorted``, ``gather`` and
+``unsorted_segment_sum`` CPU kernels are several times slower at these sizes. Layers with
+n * k <= ``SMALL`` keep tfmot's argmin, cheaper there than the XLA calls.
 
 Everything else stays tfmot's: the wrappers, centroid initialisation, sparsity preservation
 (zero centroid and mask), the pulling-indices variables, stripping, and the CQAT/PCQAT
@@ -50,8 +57,9 @@ import threading
 
 import tensorflow as tf
 
-# uniform buckets over the thresholds' range, per centroid: no bucket held two thresholds for any
-# of tfmot's four centroid initialisations on LeNet-300-100 at 16, 64 or 256 clusters
+# uniform buckets over the thresholds' range, per centroid: at 32 no bucket held two thresholds
+# for any of tfmot's four initialisations on LeNet-300-100 at 16, 64 or 256 clusters; training
+# moves centroids together, and a bucket may hold two before the binary search takes over
 BUCKETS_PER_CENTROID = 64
 MAX_BUCKETS = 2**14
 MAX_CLUSTERS = 2**14  # more centroids: argmin (tfmot's CQAT keeps at most 1024)
