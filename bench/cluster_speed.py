@@ -350,7 +350,8 @@ def run(args) -> tuple[list[Row], dict]:
         log(f"building and warming up: {key}")
         with ctx():
             model = make()
-            models.compile_for_training(model, lr, from_logits=not models.outputs_probabilities(model),
+            # as the methods do: logits or not is the baseline's (a QAT wrapper hides the softmax)
+            models.compile_for_training(model, lr, from_logits=not models.outputs_probabilities(baseline),
                                         optimizer=models.make_optimizer(lr))
             model.fit(ds.x_train[:warm], ds.y_train[:warm], validation_data=(ds.x_val[:warm], ds.y_val[:warm]),
                       epochs=1, batch_size=args.batch_size, verbose=0)
