@@ -16,7 +16,7 @@ process:
   is not a QAT model, since the Deep Compression container can be smaller from float weights;
 * the peers a user would otherwise pick: examples/tfmot_pruning_tutorial.json and
   examples/mnist_prune_cluster_qat.json;
-* the cost of clustering against a float epoch at 16 and 64 clusters (bench/cluster_speed.py's rows).
+* (the cost of a clustering epoch is bench/cluster_speed.py's table, docs/cluster_speed.md).
 
 Every figure is read from the exported file: test error from running it, its bytes, its
 zipped bytes, model.dc's bytes, batch-1 latency. The markdown table goes to ``--out``
@@ -24,8 +24,7 @@ with the command and the machine; anything below the line ``<!-- notes -->`` in 
 ``--out`` file is kept (hand-written notes on what was tried).
 
 ``--quick`` runs the same code on scikit-learn's 8x8 digits (offline) with small epoch
-counts, two seeds of the first preset, two of its ablations and one round of the clustering
-timing; lenet_5_caffe cannot take 8x8 images, so quick mode substitutes lenet_5 and says so. The
+counts, two seeds of the first preset and two of its ablations; lenet_5_caffe cannot take 8x8 images, so quick mode substitutes lenet_5 and says so. The
 frontier (error against model.dc's ratio, with the published rows) is drawn to a PNG beside --out.
 """
 
@@ -532,31 +531,6 @@ def draw_frontier(rows: list[Row], path: Path, log) -> None:
     log(f"wrote {path}")
 
 
-def cluster_timing(quick: bool, log) -> dict | None:
-    """bench/cluster_speed.py's rows: a clustering epoch at 16 and 64 clusters against a float epoch."""
-    import importlib.util
-
-    path = ROOT / "bench" / "cluster_speed.py"
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("cluster_speed", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    log("timing clustering epochs (bench/cluster_speed.py)")
-    return mod.measure(quick=quick, log=log)
-
-
-def timing_markdown(timing: dict | None) -> str:
-    if not timing:
-        return ""
-    lines = ["## Clustering: the cost of an epoch", "", timing.get("intro", ""), "",
-             "| row | clusters | wall s per epoch | x float | CPU s per epoch |", "|---|---:|---:|---:|---:|"]
-    for r in timing["rows"]:
-        lines.append(f"| {r['label']} | {r.get('clusters') or ''} | {r['wall_s']:.2f} | {r['ratio']:.2f}x | "
-                     f"{r['cpu_s']:.2f} |")
-    return "\n".join(lines) + "\n"
-
-
 def write_out(path: Path, text: str) -> None:
     keep = ""
     if path.is_file():
@@ -575,7 +549,6 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=Path, default=None, help="folder for the run folders (default: a temporary one)")
     ap.add_argument("--only", nargs="*", default=None, help="run only these keys (for trying a preset)")
     ap.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS), help="seeds of every preset (default 0 1 2)")
-    ap.add_argument("--no-timing", action="store_true", help="leave out the clustering epoch timing")
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
@@ -608,17 +581,16 @@ def main(argv=None) -> int:
     order = {g: i for i, g in enumerate(["lenet_300_100", "lenet_5_caffe", "lenet_5"])}
     roles = {"reference": 0, "preset": 1, "mean": 2, "reexport": 3, "ablation": 4, "peer": 5}
     rows.sort(key=lambda r: (order.get(r.group, 9), roles.get(r.role, 9)))
-    timing = None if args.no_timing else cluster_timing(args.quick, log)
     frontier = out.with_name(out.stem + "_frontier.png")
     draw_frontier(rows, frontier, log)
     meta["frontier"] = frontier.name
     meta["versions"] = versions()
     meta["wall_s"] = time.perf_counter() - t_start
     meta["load_end"] = [round(x, 2) for x in os.getloadavg()]
-    text = markdown(rows, meta, args.quick) + timing_markdown(timing)
+    text = markdown(rows, meta, args.quick)
     write_out(out, text)
     (out.with_suffix(".json")).write_text(json.dumps({"meta": meta, "rows": [r.to_dict() for r in rows],
-                                                      "targets": targets(rows), "cluster_timing": timing},
+                                                      "targets": targets(rows)},
                                                      indent=2), encoding="utf-8")
     log(text)
     log(f"wrote {out} and {out.with_suffix('.json')} (run folders in {runs_dir})")

@@ -26,6 +26,7 @@ from compression.engine import exporters as writers
 from compression.engine import methods as executors
 from compression.engine import metrics, models
 from compression.engine.exporters import ExportContext
+from compression.engine.fastcluster import fast_clustering
 from compression.engine.measure import Measured, float_kernels, kernel_names, measure_keras, stage_facts
 from compression.engine.methods.base import MethodContext, StepResult
 from compression.errors import Cancelled, ModelLoadError, RecipeError, UserError
@@ -178,7 +179,8 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, progress: Progress | None = 
 def _apply(step, p: PlannedStep, model, ds, ctx: MethodContext) -> StepResult:
     methods.get(step.method, f"{ctx.where}.method")
     try:
-        result = executors.get(step.method).apply(model, ds, step, ctx)
+        with fast_clustering():  # tfmot's clustering (cluster, CQAT, PCQAT) without its n x k argmin: same result
+            result = executors.get(step.method).apply(model, ds, step, ctx)
     except (UserError, Cancelled):
         raise
     except ValueError as e:  # tfmot refuses a layer or parameter: say which step
