@@ -31,13 +31,14 @@ def _record(job: Any) -> dict:
 
 
 def list_jobs(home: str | Path | None = None) -> list[dict]:
-    """Every job record as a dict, newest first."""
-    return [_record(j) for j in jobs.list_jobs(home)]
+    """Every job record as a dict, newest first. In read-only mode nothing is written: no folder is
+    created, no record of a dead job rewritten, no process killed."""
+    return [_record(j) for j in jobs.list_jobs(home, write=not read_only())]
 
 
 def get_job(job_id: str, home: str | Path | None = None) -> dict | None:
     try:
-        return _record(jobs.get_job(job_id, home))
+        return _record(jobs.get_job(job_id, home, write=not read_only()))
     except KeyError:
         return None
 
@@ -94,7 +95,10 @@ def read_log(job: dict, home: str | Path | None = None) -> str:
 
 
 def ensure_worker(home: str | Path | None = None) -> bool:
-    """Start the embedded worker (jobs.ensure_worker; COMPRESSION_EMBEDDED_WORKER=0 turns it off)."""
+    """Start the embedded worker (jobs.ensure_worker; COMPRESSION_EMBEDDED_WORKER=0 turns it off).
+    Never in read-only mode."""
+    if read_only():
+        return False
     try:
         return bool(jobs.ensure_worker(home))
     except Exception:  # a worker that cannot start must not break the page; Runs shows queued jobs
@@ -136,13 +140,26 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def describe_progress(job: dict) -> str:
+    """The progress line, each fact once: "prune (stage 2 of 4) · epoch 1/2 · batch 10/47".
+
+    The engine's message repeats the stage and the epoch ("prune: epoch 1/2, batch 10/47"); only
+    what it adds is kept."""
     parts = []
-    if job.get("stage"):
-        parts.append(f"stage: {job['stage']}")
-    if job.get("epoch") is not None and job.get("epochs"):
-        parts.append(f"epoch {job['epoch']}/{job['epochs']}")
-    if job.get("message") and job.get("state") in ACTIVE:
-        parts.append(str(job["message"]))
+    stage = job.get("stage")
+    index, count = job.get("stage_index"), job.get("stage_count")
+    if stage:
+        where = f" (stage {index + 1} of {count})" if isinstance(index, int) and isinstance(count, int) \
+            and count > 1 and 0 <= index < count else ""
+        parts.append(f"{stage}{where}")
+    epoch = f"epoch {job['epoch']}/{job['epochs']}" if job.get("epoch") is not None and job.get("epochs") else None
+    if epoch:
+        parts.append(epoch)
+    message = str(job.get("message") or "") if job.get("state") in ACTIVE else ""
+    if stage and message.startswith(f"{stage}: "):
+        message = message[len(str(stage)) + 2:]
+    for piece in (p.strip() for p in message.split(", ")):
+        if piece and piece != epoch and piece != stage and piece not in parts:
+            parts.append(piece)
     return " · ".join(parts)
 
 
@@ -333,8 +350,14 @@ def presets(n_train: int | None = None, max_train_samples: int | None = None) ->
     return {k: out[k] for k in PRESET_KEYS if k in out}
 
 
-def recipe_json(recipe: Recipe) -> str:
-    return json.dumps(recipe.to_dict(), indent=2)
+def recipe_json(recipe: Recipe, home: str | Path | None = None) -> str:
+    """The recipe as the Pipeline page offers it for download: paths relative to the workspace (no server
+    path; the Pipeline page and ``python -m compression run`` from the workspace folder find them), no field
+    its own schedule ignores (``bundle.portable_recipe``)."""
+    from compression.store.workspace import home_dir
+    from compression.studio.bundle import portable_recipe
+
+    return json.dumps(portable_recipe(recipe.to_dict(), home_dir(home, create=False)), indent=2)
 
 
 def baseline_facts(report: dict) -> dict:
