@@ -4,7 +4,7 @@ import streamlit as st
 
 from compression.recipe import figures
 from compression.studio import charts, dashboard, health
-from views._ui import PAGES, cached_report, findings_for, jobs_or_stop, page
+from views._ui import PAGES, cached_report, findings_for, jobs_or_stop, md, page
 
 def summary_columns() -> dict:
     """Column settings of the comparison table (keys: charts.compare_columns), sizes from the declarations."""
@@ -62,7 +62,7 @@ def main():
     for job_id in chosen:
         report = cached_report(by_id[job_id]["run_dir"])
         if report is None:
-            st.warning(f"{job_id}: the report cannot be read; left out.")
+            st.warning(f"{md(job_id)}: the report cannot be read; left out.")
             continue
         label = f"{by_id[job_id].get('name')} ({job_id[-6:]})"
         loaded.append((label, report))
@@ -85,7 +85,7 @@ def main():
         df = df.assign(pareto=charts.pareto_mask(df[size_field].to_numpy(float), df["accuracy"].to_numpy(float)))
     st.altair_chart(charts.pareto_chart(df, size_field), width="content")
     front = df[df["pareto"]]["run"].tolist()
-    st.caption(f"On the frontier: {', '.join(front) or 'none'}. A run off the frontier is beaten by another run that "
+    st.caption(f"On the frontier: {', '.join(md(f) for f in front) or 'none'}. A run off the frontier is beaten by another run that "
                "is at least as small and at least as accurate.")
 
     c1, c2 = st.columns(2)

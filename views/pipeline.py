@@ -13,6 +13,7 @@ from compression.recipe.method import ordered_params
 from compression.recipe.params import declared_default, per_layer_maps
 from compression.studio.schedules import schedule_warnings
 from compression.errors import RecipeError, UserError
+from compression.recipe.layers import check_layer_names, report_layers
 from compression.recipe.ordering import plan
 from compression.recipe import Recipe, training_epochs
 from compression.store.runs import try_load_run
@@ -396,9 +397,9 @@ def main():
     left, right = st.columns([3, 2], gap="large")
     with left:
         job, base_run = _baseline_picker(jobs)
-        arch = ((base_run.report.get("baseline") or {}).get("architecture") or []) if base_run else []
-        layer_names = [a["name"] for a in arch if a.get("params")]
-        layer_types = sorted({a["type"] for a in arch if a.get("params")})
+        layers = report_layers(base_run.report) if base_run else []  # the layers with kernels
+        layer_names = [name for name, _cls in layers]
+        layer_types = sorted({cls for _name, cls in layers})
         n_train = ((base_run.report.get("dataset") or {}).get("n_train")) if base_run else None
         cap = (job.get("recipe") or {}).get("max_train_samples") if job else ss.pl_fallback.get("max_train_samples")
         spe = (lambda bs: dashboard.steps_per_epoch(n_train, bs, cap)) if n_train else None
@@ -442,10 +443,11 @@ def main():
         c2.checkbox("Allow an unsafe order (to see what it undoes)", key="pl_unsafe")
 
     with right:
-        _live_panel(job, [{k: v for k, v in s.items() if k != "_uid"} for s in ss.pl_steps], spe, layer_names)
+        _live_panel(job, [{k: v for k, v in s.items() if k != "_uid"} for s in ss.pl_steps], spe, layer_names,
+                    report_layers(base_run.report) if base_run else [])
 
 
-def _live_panel(job, steps, spe, layer_names=()):
+def _live_panel(job, steps, spe, layer_names=(), layers=()):
     ss = st.session_state
     st.subheader("Before you run")
     try:
@@ -467,12 +469,19 @@ def _live_panel(job, steps, spe, layer_names=()):
                 for w in p.warnings:
                     st.warning(f"Step {i} undoes earlier work: {w}.", icon=":material/warning:")
             st.markdown(f"Export: **{recipe.export.value}** — {EXPORT_HELP.get(recipe.export.value, '')}.")
+        layer_problem = False
         for i, step in enumerate(recipe.steps, start=1):  # per-layer targets must name this baseline's layers
             for name, mapping in per_layer_maps(step).items():
                 unknown = sorted(set(mapping) - set(layer_names)) if layer_names else []
                 if unknown:
+                    layer_problem = True
                     st.error(f"Step {i} ({step.method}) sets {name} for {', '.join(unknown)}, which this baseline does "
                              f"not have; its layers with weights: {', '.join(layer_names)}.", icon=":material/block:")
+        try:  # layer selections too, against the chosen run's layers or the architecture's (as submit does)
+            check_layer_names(recipe, layers or None, maps=False)
+        except RecipeError as e:
+            layer_problem = True
+            st.error(f"This recipe cannot run: {e}", icon=":material/block:")
         for sentence in schedule_warnings(recipe, spe):
             st.warning(sentence, icon=":material/schedule:")
         if planned and not any(p.warnings for p in planned):
@@ -494,8 +503,9 @@ def _live_panel(job, steps, spe, layer_names=()):
             st.code(dashboard.recipe_json(recipe), language="json")
         if read_only():
             read_only_note("Running recipes")
-        elif st.button("Run", type="primary", icon=":material/play_arrow:", key="pl_run", disabled=not planned,
-                       width="stretch"):
+        elif st.button("Run", type="primary", icon=":material/play_arrow:", key="pl_run",
+                       disabled=not planned or layer_problem, width="stretch",
+                       help="Name only layers this baseline has (above)" if layer_problem else None):
             job_id = dashboard.submit(recipe)
             st.switch_page(PAGES["runs"], query_params={"job": job_id})
     if not read_only():

@@ -6,10 +6,11 @@ from pathlib import Path
 import streamlit as st
 
 from compression.errors import UserError
-from compression.store.runs import ResultsError
+from compression.store.runs import ResultsError, tidy_recipe
+from compression.store.workspace import home_dir
 from compression.recipe import exporters, figures
 from compression.studio import bundle, charts, dashboard, health
-from views._ui import PAGES, cached_run, jobs_or_stop, page, path_bytes, show_findings
+from views._ui import PAGES, cached_run, jobs_or_stop, md, page, path_bytes, show_findings
 
 DASH_HELP = ("A dash means the figure does not exist for that row: the exported file has no Keras file, and some "
              "artifacts are made from the exported file only.")
@@ -52,9 +53,10 @@ def _pick_run(jobs):
     if wanted and wanted not in ids:
         other = next((j for j in jobs if j.get("id") == wanted), None)
         if other is not None:
-            st.warning(f"Run {wanted} is {other.get('state')}; it has no results yet. Showing the latest finished run.")
+            st.warning(f"Run {md(wanted)} is {md(other.get('state'))}; it has no results yet. Showing the latest "
+                       "finished run.")
         else:
-            st.warning(f"There is no run {wanted} in this workspace. Showing the latest finished run.")
+            st.warning(f"There is no run {md(wanted)} in this workspace. Showing the latest finished run.")
         wanted = None
     if st.session_state.get("res_run") not in ids or (wanted and st.session_state.get("res_qp") != wanted):
         st.session_state.res_run = wanted or ids[0]
@@ -100,10 +102,10 @@ def _contract(run):
     st.subheader("The exported file")
     a, b = st.columns([3, 2])
     with a:
-        st.markdown(f"**Input** shape {c['shape']} (one sample; batch of 1 in front) · dtype `{c['dtype']}` · "
-                    f"values {c['value_range']}  \n**Scaling** {c['scaling']}  \n**Output** {c['output']}")
+        st.markdown(f"**Input** shape {md(c['shape'])} (one sample; batch of 1 in front) · dtype {md(c['dtype'])} · "
+                    f"values {md(c['value_range'])}  \n**Scaling** {md(c['scaling'])}  \n**Output** {md(c['output'])}")
         names = c["class_names"]
-        st.markdown("**Class labels** (output order) " + (", ".join(f"`{n}`" for n in names[:20])
+        st.markdown("**Class labels** (output order) " + (", ".join(md(n) for n in names[:20])
                                                           + (f" … ({len(names)} in all)" if len(names) > 20 else "")
                                                           if names else "–"))
         if not c["known"]:
@@ -118,11 +120,16 @@ def _downloads(run):
     st.download_button("TFLite model", path_bytes(tfl) or b"", file_name=f"{slug}.tflite", disabled=tfl is None,
                        mime="application/octet-stream", icon=":material/download:", type="primary", key="dl_tflite",
                        width="stretch")
+    base = run.artifact("baseline")
     st.download_button("Model + labels.txt + MODEL.md (zip)",
-                       lambda: bundle.bundle_zip(run.report, run.recipe, tfl.read_bytes() if tfl else None, run.name),
+                       lambda: bundle.bundle_zip(run.report, run.recipe, tfl.read_bytes() if tfl else None, run.name,
+                                                 baseline=base.read_bytes() if base else None,
+                                                 home=home_dir(create=False)),
                        file_name=f"{slug}.zip", mime="application/zip", icon=":material/folder_zip:", key="dl_bundle",
                        width="stretch", help="the TFLite file with labels.txt (one class per line), MODEL.md (input, "
-                                             "accuracy per class, how it was made) and the recipe")
+                                             "accuracy per class, the test split, how it was made), reproduce.py (checks "
+                                             "the accuracy with LiteRT) and a recipe that runs elsewhere (its baseline "
+                                             "file is in the zip)")
     for exporter in exporters.all_exporters():  # every other artifact the run wrote
         path = run.artifact(exporter.key)
         if exporter.primary or path is None:
@@ -136,8 +143,13 @@ def _downloads(run):
                        mime="application/octet-stream", icon=":material/download:", key="dl_keras", width="stretch")
     c2.download_button("report.json", path_bytes(rep) or json.dumps(run.report, indent=2), file_name=f"{slug}-report.json",
                        mime="application/json", icon=":material/download:", key="dl_report", width="stretch")
-    st.download_button("Recipe (JSON)", json.dumps(run.recipe or {}, indent=2), file_name=f"{slug}-recipe.json",
-                       mime="application/json", icon=":material/download:", key="dl_recipe", width="stretch")
+    loads = isinstance(((run.recipe or {}).get("baseline") or {}).get("path"), str)
+    portable = bundle.portable_recipe(run.recipe or {}, home_dir(create=False),
+                                      bundle.BUNDLED_BASELINE if loads and base else None)
+    st.download_button("Recipe (JSON)", json.dumps(portable, indent=2), file_name=f"{slug}-recipe.json",
+                       mime="application/json", icon=":material/download:", key="dl_recipe", width="stretch",
+                       help="no server path: its baseline is baseline.keras, the file in the zip above" if loads and base
+                       else "no server path; the fields its schedules ignore left out")
     _html_download(run, slug)
     if keras is not None and run.report.get("qat") is True:
         st.caption("The Keras model of a QAT run loads inside `tfmot.quantization.keras.quantize_scope()`.")
@@ -222,7 +234,7 @@ def _try_it(run, job):
         try:
             x, y, names = _test_split(json.dumps((run.recipe or {}).get("dataset")))
         except UserError as e:
-            st.error(f"Cannot load the test samples: {e}", icon=":material/block:")
+            st.error(f"Cannot load the test samples: {md(e)}", icon=":material/block:")
             return
         bad = [i for i in idx if not 0 <= i < len(x)]
         if bad:
@@ -250,14 +262,14 @@ def _try_it(run, job):
             with st.container(border=True):
                 if out["images"][k] is not None:
                     st.image(out["images"][k], width=96, clamp=True)
-                lines = [f"**#{i}** · true **{nm(out['y'][k])}**"]
+                lines = [f"**#{i}** · true **{md(nm(out['y'][k]))}**"]
                 for who, preds in (("baseline", out["base"]), ("compressed", out["comp"])):
                     if preds is None:
                         continue
                     p = preds[k]
                     ok = ":green[✔]" if p.label == out["y"][k] else ":red[✘]"
-                    top = ", ".join(f"{nm(c)} {pr:.0%}" for c, pr in p.top)
-                    lines.append(f"{who}: {ok} **{nm(p.label)}**  \n<small>{top}</small>")
+                    top = ", ".join(f"{md(nm(c))} {pr:.0%}" for c, pr in p.top)
+                    lines.append(f"{who}: {ok} **{md(nm(p.label))}**  \n<small>{top}</small>")
                 st.markdown("  \n".join(lines), unsafe_allow_html=True)
 
 
@@ -271,16 +283,16 @@ def main():
     except ResultsError as e:
         st.error(str(e), icon=":material/error:")
         return
-    recipe = run.recipe or {}
-    steps = " → ".join(s.get("method", "?") for s in recipe.get("steps") or []) or "baseline only"
+    recipe = tidy_recipe(run.recipe or run.report.get("recipe"))
+    steps = " → ".join(str(s.get("method", "?")) for s in recipe.get("steps")) or "baseline only"
     ds = run.report.get("dataset") or {}
-    st.markdown(f"**{run.name}** · {steps} · export `{(run.report.get('final') or {}).get('export')}` · "
-                f"dataset {ds.get('name')} ({ds.get('n_test')} test samples) · "
+    st.markdown(f"**{md(run.name)}** · {md(steps)} · export {md((run.report.get('final') or {}).get('export'))} · "
+                f"dataset {md(ds.get('name'))} ({md(ds.get('n_test'))} test samples) · "
                 f"took {dashboard.fmt_duration((run.report.get('timing') or {}).get('total_s'))}")
     for problem in run.problems:
-        st.caption(f"Note: {problem}.")
+        st.caption(f"Note: {md(problem)}.")
     for sentence in run.report.get("undone") or []:
-        st.warning(sentence, icon=":material/warning:")
+        st.warning(md(sentence), icon=":material/warning:")
 
     pts = float(st.session_state.get("alarm_pts", health.DEFAULT_THRESHOLD_PTS))
     findings = health.assess(run.report, pts)
@@ -338,7 +350,7 @@ def main():
         st.altair_chart(charts.recall_shift_chart(rec), width="content")
         worst = rec.sort_values("shift").iloc[0]
         if worst["shift"] <= -charts.SHIFT_THRESHOLD:
-            st.markdown(f"Class **{worst['class']}** lost the most: recall {worst['baseline']:.1%} → "
+            st.markdown(f"Class **{md(worst['class'])}** lost the most: recall {worst['baseline']:.1%} → "
                         f"{worst['compressed']:.1%}. Overall accuracy hides such shifts.")
         else:
             st.markdown("No class lost more than "
@@ -368,7 +380,8 @@ def main():
                     if s["image"] is not None:
                         st.image(s["image"], width="stretch", clamp=True)
                     color = {"now wrong": "red", "now right": "green"}.get(s["kind"], "gray")
-                    st.markdown(f"<small>true **{s['true']}**<br>{s['baseline']} → :{color}[**{s['compressed']}**]</small>",
+                    st.markdown(f"<small>true **{md(s['true'])}**<br>{md(s['baseline'])} → "
+                                f":{color}[**{md(s['compressed'])}**]</small>",
                                 unsafe_allow_html=True)
 
     _try_it(run, job)
