@@ -17,28 +17,29 @@ DASH_HELP = ("A dash means the figure does not exist for that row: the exported 
 
 
 def stage_columns() -> dict:
-    """Column settings of the stage table (keys: charts.stage_columns), the size columns from the
-    declared size figures."""
+    """Column settings of the stage tables (keys: charts.stage_columns), the size columns from the declared
+    size figures; pixel widths that keep each of the two tables whole at 1400 px."""
     cols = {
-        "stage": st.column_config.TextColumn("Stage", width=170, pinned=True),
-        "accuracy": st.column_config.TextColumn("Accuracy", width="small"),
-        "accuracy_delta": st.column_config.TextColumn("Δ pts", width="small",
+        "stage": st.column_config.TextColumn("Stage", width=230, pinned=True),
+        "accuracy": st.column_config.TextColumn("Accuracy", width=80),
+        "accuracy_delta": st.column_config.TextColumn("Δ pts", width=60,
                                                       help="accuracy change in percentage points against the baseline"),
-        "params_nonzero": st.column_config.TextColumn("Nonzero", width="small",
+        "params_nonzero": st.column_config.TextColumn("Nonzero", width=80,
                                                       help="parameters (kernels and biases) that are not zero"),
-        "sparsity": st.column_config.TextColumn("Sparsity", width="small",
+        "sparsity": st.column_config.TextColumn("Sparsity", width=75,
                                                 help="share of kernel weights that are zero because they were pruned "
                                                      "(weights a quantizer rounded to zero are not counted)"),
-        "unique_values": st.column_config.TextColumn("Distinct", width="small",
+        "unique_values": st.column_config.TextColumn("Distinct", width=75,
                                                      help="most distinct kernel values in any one layer; per output "
                                                           "channel where the file quantizes per channel"),
     }
     for fig in figures.size_figures():
         cols[charts._short(fig.field)] = st.column_config.TextColumn(
-            fig.label, help=f"{fig.help} · {fig.ratio_text}. {DASH_HELP}")
+            fig.label, width=135, help=f"{fig.help} · {fig.ratio_text}. {DASH_HELP}")
     cols["latency"] = st.column_config.TextColumn(
-        "Latency", help="median batch-1 TFLite inference ± half its interquartile range · ratio to the baseline, or "
-                        "'same' where the difference is within the two timings' spread")
+        "Latency", width=210,
+        help="median batch-1 TFLite inference ± half its interquartile range · ratio to the baseline, or "
+             "'same' where the difference is within the two timings' spread")
     return cols
 
 
@@ -160,6 +161,7 @@ def _html_download(run, slug):
         from compression.studio import report_html
     except ImportError:
         return
+    report_html.warm_up()  # Vega is built or read once, in the background: the click then takes about a second
     st.download_button("Report (HTML, works offline)", lambda: report_html.run_report_html(run.report, run.recipe, run.name),
                        file_name=f"{slug}-report.html", mime="text/html", icon=":material/description:", key="dl_html",
                        width="stretch")
@@ -305,7 +307,10 @@ def main():
     _contract(run)
 
     st.subheader("Stage by stage")
-    st.dataframe(charts.stage_display(table), hide_index=True, width="stretch", column_config=stage_columns())
+    shown, cols = charts.stage_display(table), stage_columns()
+    # two tables, each whole on a laptop screen (1400 px): accuracy, weights and latency; then the sizes
+    st.dataframe(shown[charts.STAGE_QUALITY_COLUMNS], hide_index=True, width="stretch", column_config=cols)
+    st.dataframe(shown[charts.stage_size_columns()], hide_index=True, width="stretch", column_config=cols)
     if any(q is False for q in table.get("latency_quiet", [])):
         st.caption("Latency was timed while another job was training on this machine (the studio waited "
                    "for a quiet moment and then timed anyway): those figures may be slower than the file is.")

@@ -512,6 +512,24 @@ def latency_cell(ms, spread, ratio, ref_ms, ref_spread, first: bool, versus: str
     return f"{text} · {r:.2f}×{versus}" if np.isfinite(r) else text
 
 
+STAGE_QUALITY_COLUMNS = ["stage", "accuracy", "accuracy_delta", "params_nonzero", "sparsity", "unique_values", "latency"]
+
+
+def stage_size_columns() -> list[str]:
+    """The stage table's size columns (one per declared size figure), after the stage: the second of the two
+    tables the Results page shows, so that each fits a laptop screen whole."""
+    return ["stage"] + [_short(f.field) for f in figures.size_figures()]
+
+
+COMPARE_RESULT_COLUMNS = ["alarm", "run", "accuracy", "baseline_accuracy", "latency", "sparsity", "unique_values",
+                          "pareto"]
+
+
+def compare_size_columns() -> list[str]:
+    """The Compare table's second half: how each run was made and its sizes, the shipped file first."""
+    return ["run", "steps", "export"] + [_short(f.field) for f in compare_figures()]
+
+
 def stage_columns() -> list[str]:
     """stage_display's columns: the fixed ones, then one per declared size figure, then latency."""
     return (["stage", "accuracy", "accuracy_delta", "params_nonzero", "sparsity", "unique_values"]
@@ -612,7 +630,7 @@ def compare_display(df: pd.DataFrame, marks: Sequence[str] | None = None) -> pd.
         "latency": [latency_cell(r["latency_ms"], r.get("latency_spread_ms"),
                                  _num(r["latency_ms"]) / _num(r.get("baseline_latency_ms"))
                                  if _num(r.get("baseline_latency_ms")) else np.nan,
-                                 r.get("baseline_latency_ms"), r.get("baseline_latency_spread_ms"), False, " its baseline")
+                                 r.get("baseline_latency_ms"), r.get("baseline_latency_spread_ms"), False)
                     for _, r in df.iterrows()],
         "sparsity": [_fmt(v, ".1%") for v in df["sparsity"]],
         "unique_values": [_fmt(v, ",.0f") for v in df["unique_values"]],
@@ -762,7 +780,8 @@ def pareto_chart(df: pd.DataFrame, size_field: str = PARETO_SIZE) -> alt.LayerCh
                 x=x, y=alt.Y("label_y:Q", scale=y_scale), text="label:N", tooltip=tooltip))
     return alt.layer(*layers, title=alt.Title(
         "Accuracy against compressed size", subtitle="up and to the left is better; the dashed line is the Pareto frontier")
-    ).properties(height=PARETO_H, width=PARETO_W)
+    ).properties(height=PARETO_H, width=PARETO_W,
+                 autosize=alt.AutoSizeParams(type="pad"))  # the plot itself is 560x320: the label layout counts on it
 
 
 def recall_matrix_df(runs: Sequence[tuple[str, dict]]) -> pd.DataFrame:

@@ -276,6 +276,38 @@ def list_uploads(kind: str, home: str | Path | None = None) -> list[Path]:
     return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
+RECIPE_KEY = re.compile(r"^[0-9a-f]{16}$")
+
+
+def save_recipe(recipe, home: str | Path | None = None) -> str:
+    """Keep a recipe uploaded on the Pipeline page in ``$COMPRESSION_HOME/uploads/recipes/<key>.json`` (its paths
+    already confined); returns the key the page puts in its URL, so that a reload loads it again."""
+    text = json.dumps(recipe.to_dict(), indent=2, sort_keys=True)
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder = home_dir(home, create=False) / "uploads" / "recipes"
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{key}.json"
+    if not final.exists():
+        part = folder / f".{key}.{os.getpid()}.part"
+        part.write_text(text, encoding="utf-8")
+        os.replace(part, final)
+    return key
+
+
+def load_saved_recipe(key: str, home: str | Path | None = None):
+    """A recipe ``save_recipe`` kept, checked again (it may only name workspace files); UploadError otherwise."""
+    from compression.recipe import Recipe
+
+    if not isinstance(key, str) or not RECIPE_KEY.match(key):
+        raise UploadError(f"{key!r} is not the key of an uploaded recipe")
+    path = home_dir(home, create=False) / "uploads" / "recipes" / f"{key}.json"
+    try:
+        recipe = Recipe.load(path)
+    except UserError:
+        raise UploadError(f"no uploaded recipe {key} in this workspace") from None
+    return confine_recipe_paths(recipe, home)
+
+
 def confine_recipe_paths(recipe, home: str | Path | None = None):
     """A recipe from the browser may only name files in the workspace's uploads and runs folders.
 
