@@ -53,16 +53,18 @@ def page(fn):
     return wrapper
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
+_MD_INLINE = re.compile(r"([\\`*_\[\]|~$:])")  # emphasis, code, links, tables, math, :red[...] / :material/x:
+_MD_LINE_START = re.compile(r"^(\s*)([#>+=-]|\d+(?=[.)]))", re.M)  # a heading, quote, list or rule
 
 
 def md(value) -> str:
     """Text from a file or a user (a job name, a class name, a file name, an error) for st.markdown, captions
-    and alerts: HTML escaped (no element of a name ever renders, with unsafe_allow_html or without), every
-    markdown and Streamlit directive character escaped (no **, links, :red[...] or :material/...:), and
-    control characters made visible."""
+    and alerts: HTML escaped (no element of a name ever renders, with unsafe_allow_html or without), the
+    characters that make markdown or Streamlit directives escaped (no **, links, :red[...] or :material/...:),
+    and control characters made visible."""
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    text = _MD_INLINE.sub(r"\\\1", html.escape(text, quote=False))
+    return _MD_LINE_START.sub(r"\1\\\2", text)
 
 
 def jobs_or_stop() -> list[dict]:
