@@ -2,7 +2,9 @@
 TensorFlow, and able to show faults the real engine cannot be made to show on demand.
 Selected in worker processes with COMPRESSION_RUNNER=fake_engine:run_recipe.
 
-The recipe's name picks the behaviour: "fail" raises; "deaf" ignores Cancelled for a long
+The recipe's name picks the behaviour: "fail" raises; "fail-late" writes into its folder as the
+real engine starts to (removes stale results, writes recipe.json and a first file) and then fails
+with a one-line UserError; "deaf" ignores Cancelled for a long
 time; "frozen" stops its own process (SIGSTOP) after the first batch, as a hung process
 would; anything else reports ``baseline.epochs`` epochs of 20 batches, 0.05 s each, and
 writes report.json.
@@ -23,6 +25,14 @@ def run_recipe(recipe, out_dir, progress=None):
     if recipe.name == "fail":
         print("about to fail", flush=True)
         raise ValueError("simulated engine failure\nsecond line")
+    if recipe.name == "fail-late":  # as the real engine starts: stale results out, recipe and a first file in
+        from compression.errors import DatasetError
+
+        for stale in ("report.json", "model.tflite", "model.dc"):
+            (out_dir / stale).unlink(missing_ok=True)
+        atomic_write_json(out_dir / "recipe.json", recipe.to_dict())
+        (out_dir / "baseline.keras").write_bytes(b"half-written")
+        raise DatasetError("simulated failure after the run had started writing")
     for epoch in range(1, epochs + 1):
         for batch in range(1, batches + 1):
             time.sleep(0.05)

@@ -215,8 +215,30 @@ def test_compare_charts_shorten_long_names_and_keep_the_full_name_in_the_tooltip
     assert size["encoding"]["color"]["legend"]["labelLimit"] == 0  # "TFLite zip" is never cut to "TFLi"
     assert any(t["field"] == "run" for t in size["encoding"]["tooltip"])
     pareto = charts.pareto_chart(df).to_dict()
-    texts = [layer for layer in pareto["layer"][2]["layer"]]
-    assert {t["mark"]["align"] for t in texts} == {"left", "right"}  # labels point inward, none is clipped
+    texts = [layer for layer in pareto["layer"] if layer["mark"]["type"] == "text"]
+    assert texts and all(t["encoding"]["text"]["field"] == "label" for t in texts)
+
+
+def test_pareto_labels_never_overlap_each_other_or_a_point_nor_leave_the_plot():
+    """Twelve runs crowded at nearly the same size and accuracy: each label gets its own slot."""
+    rng = np.random.default_rng(0)
+    kb = 40 + rng.random(12) * 4
+    acc = 0.97 + rng.random(12) * 0.004
+    labels = [f"run number {i}" for i in range(12)]
+    x_dom, y_dom = (30.0, 60.0), (0.96, 0.98)
+    label_y, side = charts.pareto_label_layout(kb, acc, labels, x_dom, y_dom)
+    w, h = charts.PARETO_W, charts.PARETO_H
+    px = (np.log10(kb) - np.log10(x_dom[0])) / (np.log10(x_dom[1]) - np.log10(x_dom[0])) * w
+    boxes = []
+    for i, text in enumerate(labels):
+        ly = (1 - (label_y[i] - y_dom[0]) / (y_dom[1] - y_dom[0])) * h
+        width = charts.LABEL_CHAR_PX * len(text)
+        x0 = px[i] + 9 if side[i] == "left" else px[i] - 9 - width
+        boxes.append((x0, ly - 6, x0 + width, ly + 6))
+        assert 0 <= ly - 6 and ly + 6 <= h and 0 <= x0 and x0 + width <= w, (i, x0, ly)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
 
 
 def test_the_recall_axis_title_says_where_the_axis_starts(run):
@@ -311,7 +333,17 @@ def _keras_zip(config: dict, weights=True) -> bytes:
         z.writestr("config.json", json.dumps(config))
         z.writestr("metadata.json", json.dumps({"keras_version": "3.5.0"}))
         if weights:
-            z.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n" + bytes(16))
+            z.writestr("model.weights.h5", _empty_h5())
+    return buf.getvalue()
+
+
+def _empty_h5() -> bytes:
+    """A valid HDF5 file with no datasets: weights the cheap check can open and judge."""
+    import h5py
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_group("layers")
     return buf.getvalue()
 
 
@@ -395,8 +427,9 @@ def test_schedule_warnings_catch_a_mask_that_never_updates(ws):
 
 
 @pytest.mark.slow
-def test_the_engine_check_in_a_subprocess_refuses_damaged_weights(home, tmp_path):
-    """The cheap checks pass a .keras file whose weights are cut short; the engine's full load does not."""
+def test_weights_cut_short_are_refused_before_the_engine_loads_them(home, tmp_path):
+    """A .keras file whose weights are cut short: the cheap check opens the weights (to judge every
+    dataset's declared size before anything reads it) and refuses them in one line."""
     pytest.importorskip("compression.engine.models")
     code = ("import compression, sys; from compression.engine import models; from compression.recipe.choices import Arch; "
             "models.save(models.build(Arch.LENET_300_100, (8, 8, 1), 10), sys.argv[1])")
@@ -410,8 +443,9 @@ def test_the_engine_check_in_a_subprocess_refuses_damaged_weights(home, tmp_path
         for info in zin.infolist():
             data = zin.read(info.filename)
             zout.writestr(info, data[:200] if info.filename.endswith(".h5") else data)
-    with pytest.raises(uploads.UploadError, match="could not be loaded"):
+    with pytest.raises(uploads.UploadError, match="^cut.keras: its model.weights.h5 is not a readable HDF5 file"):
         uploads.save_upload(buf.getvalue(), "cut.keras", "model", home)
+    assert _files(home) == []
     assert _files(home) == []
 
 

@@ -206,7 +206,7 @@ def test_damaged_files_give_one_line(encoded, exports):
 
 def test_header_claiming_huge_counts_is_refused(encoded):
     blob, _ = encoded[("clustered", "float32")]
-    assert "TFLite size" in _one_line_error(_with_body(blob, lambda b: b.__setitem__(slice(0, 8), struct.pack("<Q", 10**12))))
+    assert "declare a TFLite file of 1,000,000,000,000 bytes" in _one_line_error(_with_body(blob, lambda b: b.__setitem__(slice(0, 8), struct.pack("<Q", 10**12))))
     graph_len = struct.unpack_from("<Q", blob, 14 + 8 + 32 + 1 + 8)[0]
     count_at = 8 + 32 + 17 + graph_len  # in the body
     assert "tensor count" in _one_line_error(

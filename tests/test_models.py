@@ -156,3 +156,19 @@ def test_clone_shares_no_state(small_model):
     copy.layers[-1].kernel.assign(np.zeros(copy.layers[-1].kernel.shape))
     for a, b in zip(before, small_model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (28, 28, 1), (32, 32, 3)])
+def test_the_layer_list_the_recipe_checks_before_queueing_is_what_build_makes(shape):
+    """compression.recipe.layers.arch_layers (TensorFlow-free, read by check and submit) names every layer with
+    weights each built-in architecture has, in model order, for any input it takes."""
+    from compression.engine.metrics import weight_layers
+    from compression.recipe.choices import Arch
+    from compression.recipe.layers import arch_layers
+
+    for arch in Arch:
+        try:
+            model = models.build(arch, shape, 10)
+        except ModelLoadError:  # lenet_5_caffe needs 16x16 images
+            continue
+        assert arch_layers(arch) == [(layer.name, type(layer).__name__) for layer in weight_layers(model)], arch

@@ -53,9 +53,13 @@ def app(page: str | None = None, allow_errors: bool = False, **query) -> AppTest
 
 
 def texts(at) -> str:
+    """The page's text as a reader sees it: the escapes that keep names from files inert (views/_ui.md) undone."""
+    import html
+    import re
+
     parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [w.value for w in at.warning]
     parts += [i.value for i in at.info] + [s.value for s in at.success] + [c.value for c in at.caption]
-    return "\n".join(str(p) for p in parts)
+    return html.unescape(re.sub(r"\\([^\w\s])", r"\1", "\n".join(str(p) for p in parts)))
 
 
 # --- every page renders ---------------------------------------------------------------------------
@@ -269,7 +273,7 @@ def test_results_deep_link_selects_the_run(ws):
     at = app("views/results.py", run=jobs["compress"]["id"])
     assert at.selectbox(key="res_run").value == jobs["compress"]["id"]
     assert at.query_params["run"] == jobs["compress"]["id"]
-    assert len(at.dataframe) == 2  # the stage table and model.dc's bits per layer
+    assert len(at.dataframe) == 3  # the stage table in two halves and model.dc's bits per layer
     body = texts(at)
     base, final = synthetic.recall_from_predictions(Path(jobs["compress"]["run_dir"]))
     worst = int(np.argmin(final - base))  # recomputed from the predictions, not by the charts
@@ -340,9 +344,56 @@ def test_read_only_mode_shows_results_but_no_forms_or_cancels(ws, monkeypatch):
     assert {"TFLite model", "report.json"} <= {b.label for b in at.get("download_button")}
 
 
+def test_home_in_read_only_mode_offers_no_action_that_is_turned_off(ws, monkeypatch):
+    home, jobs = ws
+    links = lambda at: {Path(link.proto.page).stem for link in at.get("page_link")}  # noqa: E731
+    assert {"baseline", "pipeline"} <= links(app("views/home.py"))
+    monkeypatch.setenv("COMPRESSION_READ_ONLY", "1")
+    at = app("views/home.py")
+    shown = links(at)
+    assert "baseline" not in shown and "pipeline" not in shown  # the forms there are turned off
+    assert {"runs", "results", "compare"} <= shown
+    assert not at.button and "read-only" in texts(at).lower()
+
+
+def test_home_marks_a_run_that_failed_its_checks_as_runs_does(ws):
+    home, jobs = ws
+    bad = add_collapsed_run(home)
+    home_md = [m.value for m in app("views/home.py").markdown]
+    runs_md = [m.value for m in app("views/runs.py").markdown]
+    assert any(":red-badge[⚠ check]" in m for m in home_md) and any(":red-badge[⚠ check]" in m for m in runs_md)
+    assert bad["id"]
+
+
+def test_an_uploaded_recipe_survives_a_reload_of_the_pipeline_page(ws):
+    home, jobs = ws
+    recipe = {"name": "uploaded-one", "dataset": "digits", "baseline": {"arch": "lenet_5"},
+              "steps": [{"method": "prune", "final_sparsity": 0.7}, {"method": "cluster", "number_of_clusters": 8}],
+              "export": "float16"}
+    at = app("views/pipeline.py")
+    at.file_uploader(key="pl_json").upload("mine.json", json.dumps(recipe).encode(), "application/json").run()
+    key = at.query_params["recipe"]
+    assert key and [s["method"] for s in at.session_state["pl_steps"]] == ["prune", "cluster"]
+    fresh = app("views/pipeline.py", recipe=key)  # a reload: a new session with the same address
+    steps = fresh.session_state["pl_steps"]
+    assert [s["method"] for s in steps] == ["prune", "cluster"] and steps[1]["number_of_clusters"] == 8
+    assert fresh.session_state["pl_name"] == "uploaded-one" and fresh.session_state["pl_export"] == "float16"
+    assert fresh.session_state["pl_preset"] == "(uploaded recipe)"
+
+
+def test_a_preset_made_for_other_data_says_so_before_the_run_and_names_the_run_for_its_data(ws):
+    home, jobs = ws
+    at = app("views/pipeline.py")
+    at.selectbox(key="pl_preset").set_value("Deep Compression: LeNet-300-100 on MNIST").run()
+    assert not at.exception
+    warned = " ".join(w.value for w in at.warning)
+    assert "Made for full MNIST (54,000 training samples)" in warned and "On digits (1,294 training samples)" in warned
+    assert at.session_state["pl_name"] == "Deep Compression: LeNet-300-100 on digits"
+
+
 def test_results_of_an_unknown_run_say_so(ws):
     at = app("views/results.py", run="20990101-000000-abcdef")
-    assert any("no run 20990101-000000-abcdef" in w.value for w in at.warning)
+    assert "There is no run 20990101-000000-abcdef in this workspace" in texts(at)
 
 
 def test_results_survive_a_damaged_report(ws):
@@ -356,7 +407,7 @@ def test_compare_marks_the_pareto_frontier(ws):
     home, jobs = ws
     at = app("views/compare.py")
     assert len(at.multiselect(key="cmp_runs").value) == 3
-    assert len(at.dataframe) == 1
+    assert len(at.dataframe) == 2  # what each run achieved; how it was made and its sizes
     assert "On the frontier" in texts(at)
 
 

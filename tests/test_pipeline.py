@@ -2,6 +2,7 @@
 unsafe orders show what they undid, and every figure is read back from the artifacts."""
 
 import hashlib
+import io
 import json
 
 import numpy as np
@@ -298,6 +299,20 @@ def test_a_studio_baseline_exports_a_file_that_takes_raw_pixel_values(tmp_path, 
     x01, _y, _names = tryit.test_split("digits")
     tried = [p.label for p in tryit.predict(tmp_path / "model.tflite", x01[:20])]
     assert tried == list(preds[:20])
+    # the bundle's reproduce.py, run on its own in the unpacked bundle, prints the accuracy the report gives
+    import subprocess
+    import sys
+    import zipfile
+
+    from compression.studio import bundle
+
+    out = tmp_path / "bundle"
+    zipfile.ZipFile(io.BytesIO(bundle.bundle_zip(report, recipe.to_dict(), (tmp_path / "model.tflite").read_bytes(),
+                                                 "raw"))).extractall(out)
+    script = (out / "reproduce.py").read_text()
+    assert len(script.splitlines()) <= 10
+    printed = subprocess.run([sys.executable, "reproduce.py"], cwd=out, capture_output=True, text=True, timeout=120)
+    assert printed.stdout.strip() == f"accuracy {report['final']['accuracy']:.4f} on 359 test samples", printed.stderr
     assert report["final"]["accuracy"] > 0.5  # 300 samples, 3 epochs: learnt, if not well
 
 

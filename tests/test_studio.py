@@ -122,15 +122,29 @@ def test_the_input_contract_shows_a_dash_when_missing_and_the_fields_when_presen
 
 
 def test_the_bundle_zip_holds_the_model_labels_and_card(ws):
-    _, jobs = ws
+    home, jobs = ws
     report = _report(jobs["compress"])
-    data = bundle.bundle_zip(report, report["recipe"], b"TFL3", "prune → cluster → QAT")
+    report["recipe"]["baseline"] = {"path": str(Path(jobs["baseline"]["run_dir"]) / "baseline.keras"), "seed": 0}
+    data = bundle.bundle_zip(report, report["recipe"], b"TFL3", "prune → cluster → QAT", baseline=b"PK-baseline",
+                             home=home)
     with zipfile.ZipFile(io.BytesIO(data)) as z:
-        assert sorted(z.namelist()) == ["MODEL.md", "labels.txt", "prune-cluster-qat.tflite", "recipe.json"]
+        assert sorted(z.namelist()) == ["MODEL.md", "baseline.keras", "labels.txt", "prune-cluster-qat.tflite",
+                                        "recipe.json", "reproduce.py"]
         assert z.read("labels.txt").decode().splitlines() == [str(i) for i in range(10)]
+        assert z.read("baseline.keras") == b"PK-baseline"
         card = z.read("MODEL.md").decode()
         assert "| 8 |" in card and "Test accuracy of this file" in card and '"method": "prune"' in card
-        assert json.loads(z.read("recipe.json")) == report["recipe"]
+        assert "Test split: scikit-learn's 8x8 digits (1,797 images): a permutation seeded with 0" in card
+        assert "its first 20% (359 images)" in card and "python reproduce.py" in card
+        recipe = json.loads(z.read("recipe.json"))
+        assert recipe["baseline"]["path"] == "baseline.keras" and str(home) not in json.dumps(recipe) + card
+        prune = recipe["steps"][0]
+        assert prune["schedule"] == "polynomial_decay" and "target_sparsity" not in prune and "decay_rate" not in prune
+        assert Recipe.from_dict(recipe).steps[0].final_sparsity == report["recipe"]["steps"][0]["final_sparsity"]
+        script = z.read("reproduce.py").decode()
+        assert len(script.splitlines()) <= 10 and "prune-cluster-qat.tflite" in script
+    home_recipe = bundle.portable_recipe(report["recipe"], home)  # the Pipeline page's download: workspace-relative
+    assert home_recipe["baseline"]["path"] == f"runs/{jobs['baseline']['id']}/baseline.keras"
 
 
 # --- read-only -------------------------------------------------------------------------------------

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import functools
+import html
 import os
+import re
 from pathlib import Path
 
 import streamlit as st
 
 from compression.errors import UserError
-from compression.store.runs import RunResult, load_run
-from compression.store.workspace import read_json
+from compression.store.runs import RunResult, load_run, read_report
 from compression.studio import dashboard, health
 
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:", "succeeded": ":material/check_circle:",
@@ -50,6 +51,20 @@ def page(fn):
                      "Reload the page; if it persists, the run folder may be damaged.", icon=PAGE_ERROR_ICON)
 
     return wrapper
+
+
+_MD_INLINE = re.compile(r"([\\`*_\[\]|~$:])")  # emphasis, code, links, tables, math, :red[...] / :material/x:
+_MD_LINE_START = re.compile(r"^(\s*)([#>+=-]|\d+(?=[.)]))", re.M)  # a heading, quote, list or rule
+
+
+def md(value) -> str:
+    """Text from a file or a user (a job name, a class name, a file name, an error) for st.markdown, captions
+    and alerts: HTML escaped (no element of a name ever renders, with unsafe_allow_html or without), the
+    characters that make markdown or Streamlit directives escaped (no **, links, :red[...] or :material/...:),
+    and control characters made visible."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+    text = _MD_INLINE.sub(r"\\\1", html.escape(text, quote=False))
+    return _MD_LINE_START.sub(r"\1\\\2", text)
 
 
 def jobs_or_stop() -> list[dict]:
@@ -110,8 +125,7 @@ def try_cached_run(run_dir: str | Path) -> RunResult | None:
 
 @st.cache_data(max_entries=1000, show_spinner=False)
 def _report(run_dir: str, fp_key: tuple) -> dict | None:
-    data = read_json(Path(run_dir) / "report.json")
-    return data if isinstance(data, dict) else None
+    return read_report(run_dir)  # tidied: every section of the shape the charts read
 
 
 def cached_report(run_dir: str | Path) -> dict | None:
@@ -121,8 +135,13 @@ def cached_report(run_dir: str | Path) -> dict | None:
 
 @st.cache_data(max_entries=1000, show_spinner=False)
 def _findings(run_dir: str, fp_key: tuple, threshold_pts: float) -> list[health.Finding]:
-    report = read_json(Path(run_dir) / "report.json")
-    return health.assess(report, threshold_pts) if isinstance(report, dict) else []
+    report = read_report(run_dir)
+    try:
+        return health.assess(report, threshold_pts) if report else []
+    except Exception:  # noqa: BLE001  (one odd report must not take down the Runs page of every run)
+        if os.environ.get(RAISE_ENV, "") not in ("", "0"):
+            raise
+        return []
 
 
 def findings_for(job: dict, threshold_pts: float = health.DEFAULT_THRESHOLD_PTS) -> list[health.Finding]:
@@ -136,7 +155,7 @@ def show_findings(findings: list[health.Finding]) -> None:
     """The red box at the top of Results: every alarm with its likely causes and fixes."""
     if not findings:
         return
-    st.error("\n\n".join(f.to_markdown() for f in findings), icon=ALARM_ICON)
+    st.error("\n\n".join(f.to_markdown(md) for f in findings), icon=ALARM_ICON)
 
 
 # --- read-only mode ----------------------------------------------------------------------------

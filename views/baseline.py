@@ -75,8 +75,9 @@ def _new_baseline_form():
     d = dashboard.DEFAULT_BASELINE
     epochs, batch, seed, lr = d["epochs"], d["batch_size"], d["seed"], d["learning_rate"]
     if source == "Train an architecture":
-        arch = st.selectbox("Architecture", options(Arch), index=options(Arch).index(d["arch"]),
-                            format_func=lambda a: f"{a} — {ARCH_HELP.get(a, '')}", key="bl_arch")
+        arch = st.selectbox("Architecture", options(Arch), index=options(Arch).index(d["arch"]), key="bl_arch",
+                            help="; ".join(f"{a}: {ARCH_HELP.get(a, '')}" for a in options(Arch)))
+        st.caption(ARCH_HELP.get(arch, ""))  # the whole description, never cut by the box's width
         c1, c2, c3 = st.columns(3)
         epochs = c1.number_input("Epochs", 1, 200, d["epochs"], key="bl_epochs")
         batch = c2.select_slider("Batch size", [16, 32, 64, 128, 256, 512], value=d["batch_size"], key="bl_batch")

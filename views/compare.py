@@ -4,29 +4,31 @@ import streamlit as st
 
 from compression.recipe import figures
 from compression.studio import charts, dashboard, health
-from views._ui import PAGES, cached_report, findings_for, jobs_or_stop, page
+from views._ui import PAGES, cached_report, findings_for, jobs_or_stop, md, page
 
 def summary_columns() -> dict:
     """Column settings of the comparison table (keys: charts.compare_columns), sizes from the declarations."""
     cols = {
-        "alarm": st.column_config.TextColumn("⚠", width="small", pinned=True,
+        "alarm": st.column_config.TextColumn("⚠", width=40, pinned=True,
                                              help="⚠: the run failed a health check (at chance, lost more than the "
                                                   "threshold, or a class collapsed); its Results page says why"),
-        "run": st.column_config.TextColumn("Run", width="medium", pinned=True),
-        "steps": st.column_config.TextColumn("Steps"),
-        "export": st.column_config.TextColumn("Export", width="small"),
-        "accuracy": st.column_config.TextColumn("Accuracy", width="small"),
-        "baseline_accuracy": st.column_config.TextColumn("Its baseline", width="small"),
+        "run": st.column_config.TextColumn("Run", width=260, pinned=True),
+        "steps": st.column_config.TextColumn("Steps", width=170),
+        "export": st.column_config.TextColumn("Export", width=100),
+        "accuracy": st.column_config.TextColumn("Accuracy", width=80),
+        "baseline_accuracy": st.column_config.TextColumn("Its baseline", width=95),
     }
     for fig in charts.compare_figures():
-        cols[charts._short(fig.field)] = st.column_config.TextColumn(fig.label, width="small", help=fig.help)
+        cols[charts._short(fig.field)] = st.column_config.TextColumn(fig.label, width=85, help=fig.help)
     cols.update({
-        "latency": st.column_config.TextColumn("Latency (ms)", width="small"),
-        "sparsity": st.column_config.TextColumn("Sparsity", width="small"),
-        "unique_values": st.column_config.TextColumn("Distinct values", width="small",
+        "latency": st.column_config.TextColumn("Latency", width=190,
+                                               help="median batch-1 inference ± half its interquartile range · ratio to "
+                                                    "the run's own baseline, or 'same' within the two timings' spread"),
+        "sparsity": st.column_config.TextColumn("Sparsity", width=75),
+        "unique_values": st.column_config.TextColumn("Distinct", width=75,
                                                      help="most distinct kernel values in one layer (per channel "
                                                           "where the file quantizes per channel)"),
-        "pareto": st.column_config.CheckboxColumn("Pareto", width="small",
+        "pareto": st.column_config.CheckboxColumn("Pareto", width=60,
                                                   help="no other run is both smaller (zipped) and more accurate"),
     })
     return cols
@@ -79,7 +81,7 @@ def main():
     for job_id in chosen:
         report = cached_report(by_id[job_id]["run_dir"])
         if report is None:
-            st.warning(f"{job_id}: the report cannot be read; left out.")
+            st.warning(f"{md(job_id)}: the report cannot be read; left out.")
             continue
         label = f"{by_id[job_id].get('name')} ({job_id[-6:]})"
         loaded.append((label, report))
@@ -87,9 +89,15 @@ def main():
     if not loaded:
         return
     df = charts.compare_df(loaded)
-    st.dataframe(charts.compare_display(df, marks), hide_index=True, width="stretch", column_config=summary_columns())
+    shown, cols = charts.compare_display(df, marks), summary_columns()
+    # two tables, each whole on a laptop screen (1400 px): what each run achieved; how it was made and its sizes
+    st.dataframe(shown[charts.COMPARE_RESULT_COLUMNS], hide_index=True, width="stretch", column_config=cols)
+    st.dataframe(shown[charts.compare_size_columns()], hide_index=True, width="stretch", column_config=cols)
     if any(marks):
         st.caption("⚠ marks runs that failed a health check; open them on the Results page to see why.")
+    from compression.studio import report_html
+
+    report_html.warm_up()  # Vega is built or read once, in the background: the click then takes about a second
     st.download_button("Download report (HTML, works offline)", lambda: _html(loaded), file_name="compare-runs.html",
                        mime="text/html", icon=":material/description:", key="cmp_html")
 
@@ -102,7 +110,7 @@ def main():
         df = df.assign(pareto=charts.pareto_mask(df[size_field].to_numpy(float), df["accuracy"].to_numpy(float)))
     st.altair_chart(charts.pareto_chart(df, size_field), width="content")
     front = df[df["pareto"]]["run"].tolist()
-    st.caption(f"On the frontier: {', '.join(front) or 'none'}. A run off the frontier is beaten by another run that "
+    st.caption(f"On the frontier: {', '.join(md(f) for f in front) or 'none'}. A run off the frontier is beaten by another run that "
                "is at least as small and at least as accurate.")
 
     _published(loaded)

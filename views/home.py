@@ -4,7 +4,7 @@ import streamlit as st
 
 from compression.studio import dashboard
 from compression.store.workspace import home_dir
-from views._ui import PAGES, jobs_or_stop, page, read_only, state_badge
+from views._ui import PAGES, findings_for, jobs_or_stop, md, page, read_only, state_badge
 
 
 @page
@@ -30,7 +30,9 @@ def main():
     st.caption(f"Workspace: `{home_dir(create=False)}`")
 
     st.subheader("Next step")
-    if summary["baselines"] == 0:
+    if read_only():  # only what a viewer can do: no link to a form that is turned off
+        st.markdown("Browse what the workspace holds: every run's results, charts and downloads.")
+    elif summary["baselines"] == 0:
         st.markdown("Start with a baseline: pick a dataset and train a small model (seconds with the quick demo), "
                     "or upload your own .keras / .h5 model.")
         st.page_link(PAGES["baseline"], label="1 · Build a baseline", icon=":material/model_training:")
@@ -50,9 +52,9 @@ def main():
         for job in jobs[:5]:
             with st.container(border=True):
                 a, b, c = st.columns([4, 2, 2], vertical_alignment="center")
-                a.markdown(f"**{job.get('name')}** · {job.get('kind', '')}  \n"
-                           f"<small>{dashboard.job_summary(job)}</small>", unsafe_allow_html=True)
-                b.markdown(state_badge(job))
+                a.markdown(f"**{md(job.get('name'))}** · {md(job.get('kind', ''))}  \n"
+                           f"<small>{md(dashboard.job_summary(job))}</small>", unsafe_allow_html=True)
+                b.markdown(state_badge(job) + (" :red-badge[⚠ check]" if findings_for(job) else ""))
                 with c:
                     if job.get("state") == "succeeded":
                         st.page_link(PAGES["results"], label="Results", icon=":material/insights:",

@@ -13,10 +13,11 @@ from compression.recipe.method import ordered_params
 from compression.recipe.params import declared_default, per_layer_maps
 from compression.studio.schedules import schedule_warnings
 from compression.errors import RecipeError, UserError
+from compression.recipe.layers import check_layer_names, report_layers
 from compression.recipe.ordering import plan
 from compression.recipe import Recipe, training_epochs
 from compression.store.runs import try_load_run
-from views._ui import PAGES, jobs_or_stop, page, read_only, read_only_note
+from views._ui import PAGES, jobs_or_stop, md, page, read_only, read_only_note
 
 OWN = "__own__"
 EXPORT_HELP = {
@@ -63,6 +64,9 @@ def _apply_preset(announce: bool = True):
     preset = ss.pl_presets_now.get(ss.get("pl_preset"))
     if not preset:
         return
+    if "recipe" in st.query_params and announce:  # a preset chosen: the uploaded recipe is no longer on the page
+        del st.query_params["recipe"]
+        ss.pl_recipe_key = None
     _load_steps(preset["steps"])
     ss.pl_export = preset["export"]
     ss.pl_name = preset["name"]
@@ -115,20 +119,30 @@ def _load_recipe_file():
         return
     raw = up.getvalue()
     if len(raw) > limits.MAX_RECIPE_BYTES:
-        ss.pl_json_msg = ("error", f"{up.name} is {limits.human(len(raw))}; a recipe may be at most "
+        ss.pl_json_msg = ("error", f"{md(up.name)} is {limits.human(len(raw))}; a recipe may be at most "
                                    f"{limits.human(limits.MAX_RECIPE_BYTES)}")
         return
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        ss.pl_json_msg = ("error", f"{up.name} is not a text file")
+        ss.pl_json_msg = ("error", f"{md(up.name)} is not a text file")
         return
     try:
         # Files named by a recipe from the browser must lie in the workspace (uploads/, runs/).
         recipe = uploads.confine_recipe_paths(Recipe.from_json(text))
+        key = uploads.save_recipe(recipe)  # kept in the workspace: a reload of the page finds it again
     except UserError as e:
-        ss.pl_json_msg = ("error", f"{up.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        ss.pl_json_msg = ("error", f"{md(up.name)}: {md(str(e).splitlines()[0] if str(e) else type(e).__name__)}")
         return
+    _load_recipe(recipe)
+    st.query_params["recipe"] = key
+    ss.pl_recipe_key = key
+    ss.pl_json_msg = ("ok", f"Loaded {md(up.name)}: {len(recipe.steps)} steps, export {recipe.export.value}.")
+
+
+def _load_recipe(recipe: Recipe):
+    """Put an uploaded recipe in the page: its steps, export, name and baseline."""
+    ss = st.session_state
     d = recipe.to_dict()
     _load_steps(d["steps"])
     ss.pl_export, ss.pl_name, ss.pl_unsafe = d["export"], d["name"], d["allow_unsafe_order"]
@@ -141,7 +155,22 @@ def _load_recipe_file():
     ss.pl_base_id = match or OWN
     ss.pl_preset = UPLOADED  # the preset box no longer describes what is loaded
     ss.pl_loaded_steps = [dict(s) for s in d["steps"]]
-    ss.pl_json_msg = ("ok", f"Loaded {up.name}: {len(d['steps'])} steps, export {d['export']}.")
+    ss.pl_need_preset = False
+
+
+def _restore_uploaded():
+    """A reload (a new session) with ?recipe=KEY: the recipe uploaded before, from the workspace."""
+    ss = st.session_state
+    key = st.query_params.get("recipe")
+    if not key or ss.get("pl_recipe_key") == key:
+        return
+    ss.pl_recipe_key = key
+    try:
+        recipe = uploads.load_saved_recipe(key)
+    except UserError as e:
+        ss.pl_json_msg = ("error", f"The recipe uploaded before cannot be loaded again: {md(e)}")
+        return
+    _load_recipe(recipe)
 
 
 # --- widgets per step, generated from each method's declared parameters -----------------------
@@ -388,6 +417,7 @@ def _baseline_picker(jobs):
 @page
 def main():
     ss = _state()
+    _restore_uploaded()
     st.title("Pipeline")
     st.markdown("Compose the compression steps, in order. Each step fine-tunes the model it gets; the checks on the "
                 "right say, before anything runs, what each step will run as and what the recipe costs.")
@@ -396,16 +426,18 @@ def main():
     left, right = st.columns([3, 2], gap="large")
     with left:
         job, base_run = _baseline_picker(jobs)
-        arch = ((base_run.report.get("baseline") or {}).get("architecture") or []) if base_run else []
-        layer_names = [a["name"] for a in arch if a.get("params")]
-        layer_types = sorted({a["type"] for a in arch if a.get("params")})
+        layers = report_layers(base_run.report) if base_run else []  # the layers with kernels
+        layer_names = [name for name, _cls in layers]
+        layer_types = sorted({cls for _name, cls in layers})
         n_train = ((base_run.report.get("dataset") or {}).get("n_train")) if base_run else None
         cap = (job.get("recipe") or {}).get("max_train_samples") if job else ss.pl_fallback.get("max_train_samples")
         spe = (lambda bs: dashboard.steps_per_epoch(n_train, bs, cap)) if n_train else None
 
-        presets = dashboard.presets(n_train, cap)
+        data_name = ((base_run.report.get("dataset") or {}).get("name") if base_run else
+                     ss.pl_fallback.get("dataset") if isinstance(ss.pl_fallback.get("dataset"), str) else None)
+        presets = dashboard.presets(n_train, cap, data_name)
         ss.pl_presets_now = presets
-        fit = (n_train, cap)
+        fit = (n_train, cap, data_name)
         if ss.pop("pl_need_preset", False):
             ss.pl_fit = fit
             _apply_preset(announce=False)
@@ -420,6 +452,8 @@ def main():
         if ss.get("pl_preset") in presets:
             edited = "" if _unedited(ss) else " You have edited its steps since."
             st.caption(presets[ss.pl_preset]["description"] + edited)
+            if presets[ss.pl_preset].get("warning"):  # made for other data: said before the run, not after
+                st.warning(presets[ss.pl_preset]["warning"], icon=":material/dataset:")
         msg = ss.pop("pl_preset_msg", None)
         if msg:
             st.success(msg, icon=":material/auto_fix_high:")
@@ -439,13 +473,15 @@ def main():
                      format_func=lambda e: f"{e} — {EXPORT_HELP.get(e, '')}")
         c1, c2 = st.columns(2)
         c1.text_input("Run name", key="pl_name", max_chars=100)
-        c2.checkbox("Allow an unsafe order (to see what it undoes)", key="pl_unsafe")
+        c2.checkbox("Allow an unsafe order", key="pl_unsafe",
+                    help="Run an order that undoes earlier work (e.g. cluster before prune), to see what it undoes")
 
     with right:
-        _live_panel(job, [{k: v for k, v in s.items() if k != "_uid"} for s in ss.pl_steps], spe, layer_names)
+        _live_panel(job, [{k: v for k, v in s.items() if k != "_uid"} for s in ss.pl_steps], spe, layer_names,
+                    report_layers(base_run.report) if base_run else [])
 
 
-def _live_panel(job, steps, spe, layer_names=()):
+def _live_panel(job, steps, spe, layer_names=(), layers=()):
     ss = st.session_state
     st.subheader("Before you run")
     try:
@@ -467,12 +503,19 @@ def _live_panel(job, steps, spe, layer_names=()):
                 for w in p.warnings:
                     st.warning(f"Step {i} undoes earlier work: {w}.", icon=":material/warning:")
             st.markdown(f"Export: **{recipe.export.value}** — {EXPORT_HELP.get(recipe.export.value, '')}.")
+        layer_problem = False
         for i, step in enumerate(recipe.steps, start=1):  # per-layer targets must name this baseline's layers
             for name, mapping in per_layer_maps(step).items():
                 unknown = sorted(set(mapping) - set(layer_names)) if layer_names else []
                 if unknown:
+                    layer_problem = True
                     st.error(f"Step {i} ({step.method}) sets {name} for {', '.join(unknown)}, which this baseline does "
                              f"not have; its layers with weights: {', '.join(layer_names)}.", icon=":material/block:")
+        try:  # layer selections too, against the chosen run's layers or the architecture's (as submit does)
+            check_layer_names(recipe, layers or None, maps=False)
+        except RecipeError as e:
+            layer_problem = True
+            st.error(f"This recipe cannot run: {e}", icon=":material/block:")
         for sentence in schedule_warnings(recipe, spe):
             st.warning(sentence, icon=":material/schedule:")
         if planned and not any(p.warnings for p in planned):
@@ -494,8 +537,9 @@ def _live_panel(job, steps, spe, layer_names=()):
             st.code(dashboard.recipe_json(recipe), language="json")
         if read_only():
             read_only_note("Running recipes")
-        elif st.button("Run", type="primary", icon=":material/play_arrow:", key="pl_run", disabled=not planned,
-                       width="stretch"):
+        elif st.button("Run", type="primary", icon=":material/play_arrow:", key="pl_run",
+                       disabled=not planned or layer_problem, width="stretch",
+                       help="Name only layers this baseline has (above)" if layer_problem else None):
             job_id = dashboard.submit(recipe)
             st.switch_page(PAGES["runs"], query_params={"job": job_id})
     if not read_only():

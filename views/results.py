@@ -6,38 +6,40 @@ from pathlib import Path
 import streamlit as st
 
 from compression.errors import UserError
-from compression.store.runs import ResultsError
+from compression.store.runs import ResultsError, tidy_recipe
+from compression.store.workspace import home_dir
 from compression.recipe import exporters, figures
 from compression.studio import bundle, charts, dashboard, health
-from views._ui import PAGES, cached_run, jobs_or_stop, page, path_bytes, show_findings
+from views._ui import PAGES, cached_run, jobs_or_stop, md, page, path_bytes, show_findings
 
 DASH_HELP = ("A dash means the figure does not exist for that row: the exported file has no Keras file, and some "
              "artifacts are made from the exported file only.")
 
 
 def stage_columns() -> dict:
-    """Column settings of the stage table (keys: charts.stage_columns), the size columns from the
-    declared size figures."""
+    """Column settings of the stage tables (keys: charts.stage_columns), the size columns from the declared
+    size figures; pixel widths that keep each of the two tables whole at 1400 px."""
     cols = {
-        "stage": st.column_config.TextColumn("Stage", width=170, pinned=True),
-        "accuracy": st.column_config.TextColumn("Accuracy", width="small"),
-        "accuracy_delta": st.column_config.TextColumn("Δ pts", width="small",
+        "stage": st.column_config.TextColumn("Stage", width=230, pinned=True),
+        "accuracy": st.column_config.TextColumn("Accuracy", width=80),
+        "accuracy_delta": st.column_config.TextColumn("Δ pts", width=60,
                                                       help="accuracy change in percentage points against the baseline"),
-        "params_nonzero": st.column_config.TextColumn("Nonzero", width="small",
+        "params_nonzero": st.column_config.TextColumn("Nonzero", width=80,
                                                       help="parameters (kernels and biases) that are not zero"),
-        "sparsity": st.column_config.TextColumn("Sparsity", width="small",
+        "sparsity": st.column_config.TextColumn("Sparsity", width=75,
                                                 help="share of kernel weights that are zero because they were pruned "
                                                      "(weights a quantizer rounded to zero are not counted)"),
-        "unique_values": st.column_config.TextColumn("Distinct", width="small",
+        "unique_values": st.column_config.TextColumn("Distinct", width=75,
                                                      help="most distinct kernel values in any one layer; per output "
                                                           "channel where the file quantizes per channel"),
     }
     for fig in figures.size_figures():
         cols[charts._short(fig.field)] = st.column_config.TextColumn(
-            fig.label, help=f"{fig.help} · {fig.ratio_text}. {DASH_HELP}")
+            fig.label, width=135, help=f"{fig.help} · {fig.ratio_text}. {DASH_HELP}")
     cols["latency"] = st.column_config.TextColumn(
-        "Latency", help="median batch-1 TFLite inference ± half its interquartile range · ratio to the baseline, or "
-                        "'same' where the difference is within the two timings' spread")
+        "Latency", width=210,
+        help="median batch-1 TFLite inference ± half its interquartile range · ratio to the baseline, or "
+             "'same' where the difference is within the two timings' spread")
     return cols
 
 
@@ -52,9 +54,10 @@ def _pick_run(jobs):
     if wanted and wanted not in ids:
         other = next((j for j in jobs if j.get("id") == wanted), None)
         if other is not None:
-            st.warning(f"Run {wanted} is {other.get('state')}; it has no results yet. Showing the latest finished run.")
+            st.warning(f"Run {md(wanted)} is {md(other.get('state'))}; it has no results yet. Showing the latest "
+                       "finished run.")
         else:
-            st.warning(f"There is no run {wanted} in this workspace. Showing the latest finished run.")
+            st.warning(f"There is no run {md(wanted)} in this workspace. Showing the latest finished run.")
         wanted = None
     if st.session_state.get("res_run") not in ids or (wanted and st.session_state.get("res_qp") != wanted):
         st.session_state.res_run = wanted or ids[0]
@@ -100,10 +103,10 @@ def _contract(run):
     st.subheader("The exported file")
     a, b = st.columns([3, 2])
     with a:
-        st.markdown(f"**Input** shape {c['shape']} (one sample; batch of 1 in front) · dtype `{c['dtype']}` · "
-                    f"values {c['value_range']}  \n**Scaling** {c['scaling']}  \n**Output** {c['output']}")
+        st.markdown(f"**Input** shape {md(c['shape'])} (one sample; batch of 1 in front) · dtype {md(c['dtype'])} · "
+                    f"values {md(c['value_range'])}  \n**Scaling** {md(c['scaling'])}  \n**Output** {md(c['output'])}")
         names = c["class_names"]
-        st.markdown("**Class labels** (output order) " + (", ".join(f"`{n}`" for n in names[:20])
+        st.markdown("**Class labels** (output order) " + (", ".join(md(n) for n in names[:20])
                                                           + (f" … ({len(names)} in all)" if len(names) > 20 else "")
                                                           if names else "–"))
         if not c["known"]:
@@ -118,11 +121,16 @@ def _downloads(run):
     st.download_button("TFLite model", path_bytes(tfl) or b"", file_name=f"{slug}.tflite", disabled=tfl is None,
                        mime="application/octet-stream", icon=":material/download:", type="primary", key="dl_tflite",
                        width="stretch")
+    base = run.artifact("baseline")
     st.download_button("Model + labels.txt + MODEL.md (zip)",
-                       lambda: bundle.bundle_zip(run.report, run.recipe, tfl.read_bytes() if tfl else None, run.name),
+                       lambda: bundle.bundle_zip(run.report, run.recipe, tfl.read_bytes() if tfl else None, run.name,
+                                                 baseline=base.read_bytes() if base else None,
+                                                 home=home_dir(create=False)),
                        file_name=f"{slug}.zip", mime="application/zip", icon=":material/folder_zip:", key="dl_bundle",
                        width="stretch", help="the TFLite file with labels.txt (one class per line), MODEL.md (input, "
-                                             "accuracy per class, how it was made) and the recipe")
+                                             "accuracy per class, the test split, how it was made), reproduce.py (checks "
+                                             "the accuracy with LiteRT) and a recipe that runs elsewhere (its baseline "
+                                             "file is in the zip)")
     for exporter in exporters.all_exporters():  # every other artifact the run wrote
         path = run.artifact(exporter.key)
         if exporter.primary or path is None:
@@ -136,8 +144,13 @@ def _downloads(run):
                        mime="application/octet-stream", icon=":material/download:", key="dl_keras", width="stretch")
     c2.download_button("report.json", path_bytes(rep) or json.dumps(run.report, indent=2), file_name=f"{slug}-report.json",
                        mime="application/json", icon=":material/download:", key="dl_report", width="stretch")
-    st.download_button("Recipe (JSON)", json.dumps(run.recipe or {}, indent=2), file_name=f"{slug}-recipe.json",
-                       mime="application/json", icon=":material/download:", key="dl_recipe", width="stretch")
+    loads = isinstance(((run.recipe or {}).get("baseline") or {}).get("path"), str)
+    portable = bundle.portable_recipe(run.recipe or {}, home_dir(create=False),
+                                      bundle.BUNDLED_BASELINE if loads and base else None)
+    st.download_button("Recipe (JSON)", json.dumps(portable, indent=2), file_name=f"{slug}-recipe.json",
+                       mime="application/json", icon=":material/download:", key="dl_recipe", width="stretch",
+                       help="no server path: its baseline is baseline.keras, the file in the zip above" if loads and base
+                       else "no server path; the fields its schedules ignore left out")
     _html_download(run, slug)
     if keras is not None and run.report.get("qat") is True:
         st.caption("The Keras model of a QAT run loads inside `tfmot.quantization.keras.quantize_scope()`.")
@@ -148,6 +161,7 @@ def _html_download(run, slug):
         from compression.studio import report_html
     except ImportError:
         return
+    report_html.warm_up()  # Vega is built or read once, in the background: the click then takes about a second
     st.download_button("Report (HTML, works offline)", lambda: report_html.run_report_html(run.report, run.recipe, run.name),
                        file_name=f"{slug}-report.html", mime="text/html", icon=":material/description:", key="dl_html",
                        width="stretch")
@@ -222,7 +236,7 @@ def _try_it(run, job):
         try:
             x, y, names = _test_split(json.dumps((run.recipe or {}).get("dataset")))
         except UserError as e:
-            st.error(f"Cannot load the test samples: {e}", icon=":material/block:")
+            st.error(f"Cannot load the test samples: {md(e)}", icon=":material/block:")
             return
         bad = [i for i in idx if not 0 <= i < len(x)]
         if bad:
@@ -250,14 +264,14 @@ def _try_it(run, job):
             with st.container(border=True):
                 if out["images"][k] is not None:
                     st.image(out["images"][k], width=96, clamp=True)
-                lines = [f"**#{i}** · true **{nm(out['y'][k])}**"]
+                lines = [f"**#{i}** · true **{md(nm(out['y'][k]))}**"]
                 for who, preds in (("baseline", out["base"]), ("compressed", out["comp"])):
                     if preds is None:
                         continue
                     p = preds[k]
                     ok = ":green[✔]" if p.label == out["y"][k] else ":red[✘]"
-                    top = ", ".join(f"{nm(c)} {pr:.0%}" for c, pr in p.top)
-                    lines.append(f"{who}: {ok} **{nm(p.label)}**  \n<small>{top}</small>")
+                    top = ", ".join(f"{md(nm(c))} {pr:.0%}" for c, pr in p.top)
+                    lines.append(f"{who}: {ok} **{md(nm(p.label))}**  \n<small>{top}</small>")
                 st.markdown("  \n".join(lines), unsafe_allow_html=True)
 
 
@@ -271,16 +285,16 @@ def main():
     except ResultsError as e:
         st.error(str(e), icon=":material/error:")
         return
-    recipe = run.recipe or {}
-    steps = " → ".join(s.get("method", "?") for s in recipe.get("steps") or []) or "baseline only"
+    recipe = tidy_recipe(run.recipe or run.report.get("recipe"))
+    steps = " → ".join(str(s.get("method", "?")) for s in recipe.get("steps")) or "baseline only"
     ds = run.report.get("dataset") or {}
-    st.markdown(f"**{run.name}** · {steps} · export `{(run.report.get('final') or {}).get('export')}` · "
-                f"dataset {ds.get('name')} ({ds.get('n_test')} test samples) · "
+    st.markdown(f"**{md(run.name)}** · {md(steps)} · export {md((run.report.get('final') or {}).get('export'))} · "
+                f"dataset {md(ds.get('name'))} ({md(ds.get('n_test'))} test samples) · "
                 f"took {dashboard.fmt_duration((run.report.get('timing') or {}).get('total_s'))}")
     for problem in run.problems:
-        st.caption(f"Note: {problem}.")
+        st.caption(f"Note: {md(problem)}.")
     for sentence in run.report.get("undone") or []:
-        st.warning(sentence, icon=":material/warning:")
+        st.warning(md(sentence), icon=":material/warning:")
 
     pts = float(st.session_state.get("alarm_pts", health.DEFAULT_THRESHOLD_PTS))
     findings = health.assess(run.report, pts)
@@ -293,7 +307,10 @@ def main():
     _contract(run)
 
     st.subheader("Stage by stage")
-    st.dataframe(charts.stage_display(table), hide_index=True, width="stretch", column_config=stage_columns())
+    shown, cols = charts.stage_display(table), stage_columns()
+    # two tables, each whole on a laptop screen (1400 px): accuracy, weights and latency; then the sizes
+    st.dataframe(shown[charts.STAGE_QUALITY_COLUMNS], hide_index=True, width="stretch", column_config=cols)
+    st.dataframe(shown[charts.stage_size_columns()], hide_index=True, width="stretch", column_config=cols)
     if any(q is False for q in table.get("latency_quiet", [])):
         st.caption("Latency was timed while another job was training on this machine (the studio waited "
                    "for a quiet moment and then timed anyway): those figures may be slower than the file is.")
@@ -338,7 +355,7 @@ def main():
         st.altair_chart(charts.recall_shift_chart(rec), width="content")
         worst = rec.sort_values("shift").iloc[0]
         if worst["shift"] <= -charts.SHIFT_THRESHOLD:
-            st.markdown(f"Class **{worst['class']}** lost the most: recall {worst['baseline']:.1%} → "
+            st.markdown(f"Class **{md(worst['class'])}** lost the most: recall {worst['baseline']:.1%} → "
                         f"{worst['compressed']:.1%}. Overall accuracy hides such shifts.")
         else:
             st.markdown("No class lost more than "
@@ -368,7 +385,8 @@ def main():
                     if s["image"] is not None:
                         st.image(s["image"], width="stretch", clamp=True)
                     color = {"now wrong": "red", "now right": "green"}.get(s["kind"], "gray")
-                    st.markdown(f"<small>true **{s['true']}**<br>{s['baseline']} → :{color}[**{s['compressed']}**]</small>",
+                    st.markdown(f"<small>true **{md(s['true'])}**<br>{md(s['baseline'])} → "
+                                f":{color}[**{md(s['compressed'])}**]</small>",
                                 unsafe_allow_html=True)
 
     _try_it(run, job)

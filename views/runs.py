@@ -4,7 +4,7 @@ import streamlit as st
 
 from compression.studio import dashboard
 from compression.errors import UserError
-from views._ui import PAGES, findings_for, page, read_only, state_badge
+from views._ui import PAGES, findings_for, md, page, read_only, state_badge
 
 REFRESH_S = 2
 PAGE_SIZE = 15
@@ -13,18 +13,20 @@ PAGE_SIZE = 15
 def _cancel(job_id: str):
     try:
         dashboard.cancel(job_id)
-        st.session_state["runs_msg"] = ("ok", f"Cancel requested for {job_id}.")
+        st.session_state["runs_msg"] = ("ok", f"Cancel requested for {md(job_id)}.")
     except (UserError, KeyError) as e:
-        st.session_state["runs_msg"] = ("error", f"Cannot cancel {job_id}: {e}")
+        st.session_state["runs_msg"] = ("error", f"Cannot cancel {md(job_id)}: {md(e)}")
 
 
 def _job_card(job: dict, highlight: bool):
     state = job.get("state")
     with st.container(border=True):
         a, b, c = st.columns([5, 2, 2], vertical_alignment="center")
-        steps = " → ".join(s.get("method", "?") for s in (job.get("recipe") or {}).get("steps") or []) or "baseline only"
-        a.markdown(f"**{job.get('name')}**{'  ← just submitted' if highlight else ''}  \n"
-                   f"<small>`{job.get('id')}` · {job.get('kind')} · {steps}</small>", unsafe_allow_html=True)
+        recipe = job.get("recipe") if isinstance(job.get("recipe"), dict) else {}
+        steps = " → ".join(str(s.get("method", "?")) for s in recipe.get("steps") or [] if isinstance(s, dict)) \
+            or "baseline only"
+        a.markdown(f"**{md(job.get('name'))}**{'  ← just submitted' if highlight else ''}  \n"
+                   f"<small>{md(job.get('id'))} · {md(job.get('kind'))} · {md(steps)}</small>", unsafe_allow_html=True)
         findings = findings_for(job)
         b.markdown(state_badge(job) + (" :red-badge[⚠ check]" if findings else ""))
         b.caption(f"elapsed {dashboard.fmt_duration(dashboard.elapsed_s(job))}")
@@ -37,20 +39,20 @@ def _job_card(job: dict, highlight: bool):
                 st.page_link(PAGES["results"], label="Results", icon=":material/insights:",
                              query_params={"run": job["id"]})
         if findings:
-            st.markdown(f":red[⚠ {findings[0].message}]")
+            st.markdown(f":red[⚠ {md(findings[0].message)}]")
         progress = min(1.0, max(0.0, float(job.get("progress") or 0.0)))
         if state in dashboard.ACTIVE:
             what = dashboard.describe_progress(job) or ("waiting for a worker" if state == "queued" else "starting")
             if job.get("cancel_requested"):
                 what += " · cancelling…"
-            st.progress(progress, text=f"{progress:.0%} · {what}")
+            st.progress(progress, text=f"{progress:.0%} · {md(what)}")
         elif state == "failed":
-            st.error(job.get("error") or "The job failed.", icon=":material/cancel:")
+            st.error(md(job.get("error") or "The job failed."), icon=":material/cancel:")
             with st.expander("Log of the failed run"):
                 log = dashboard.read_log(job)
                 st.code(log[-6000:] or "(no log)", language="text")
         elif state == "cancelled":
-            st.caption(job.get("message") or "cancelled")
+            st.caption(md(job.get("message") or "cancelled"))
 
 
 @page

@@ -16,14 +16,15 @@ from pathlib import Path
 import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 from compression.recipe.choices import Arch, DatasetName, ExportMode, options
-from compression.errors import Cancelled, RecipeError, UserError
+from compression.errors import Cancelled, ContainerError, RecipeError, UserError
 from compression.recipe import Recipe, training_epochs
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    """One line on stderr, control characters escaped (a path may hold ANSI sequences); exit status 2."""
+    print(f"error: {_esc(message)}", file=sys.stderr)
     return 2
 
 
@@ -65,7 +66,9 @@ class ProgressBar:
 
 def _esc(value) -> str:
     """A value for the terminal: control characters (and with them ANSI escapes) written as escapes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+    from compression.inputs.paths import escaped
+
+    return escaped(value)
 
 
 def _summary(report: dict) -> str:
@@ -109,16 +112,20 @@ def preflight(recipe: Recipe) -> None:
         from compression.inputs import modelfile  # the engine's own inspector, without importing TensorFlow
 
         modelfile.inspect(recipe.baseline.path)
+    from compression.recipe.layers import check_layer_names
+
+    check_layer_names(recipe)  # layer names the baseline lacks: refused before anything trains
 
 
 def run_foreground(recipe: Recipe, out: Path, quiet: bool = False) -> int:
-    from compression.cli.outdir import prepare_out_dir, undo_out_dir
+    from compression.cli.outdir import commit_staged, prepare_out_dir, run_folder, undo_out_dir
 
     try:
         out, before, created_top = prepare_out_dir(out)  # refuse a folder that is not ours
         preflight(recipe)
     except UserError as e:
         return _fail(str(e))
+    folder = run_folder(out, before)  # an earlier run in ``out`` stays whole until this one succeeded
     from compression.engine.pipeline import run_recipe  # TensorFlow loads here, after the cheap checks
     bar = None if quiet else ProgressBar()
     handler = logging.StreamHandler(sys.stderr)
@@ -128,7 +135,8 @@ def run_foreground(recipe: Recipe, out: Path, quiet: bool = False) -> int:
     log.setLevel(logging.INFO)
     log.propagate = False
     try:
-        report = run_recipe(recipe, out, progress=bar)
+        report = run_recipe(recipe, folder, progress=bar)
+        commit_staged(out, folder)
     except BaseException as e:
         if bar:
             bar.close()
@@ -148,7 +156,7 @@ def run_foreground(recipe: Recipe, out: Path, quiet: bool = False) -> int:
 
     shown = {"report"} | {e.key for e in exporters.all_exporters()}
     files = ", ".join(str(out / name) for key, name in report.get("artifacts", {}).items() if key in shown)
-    print(f"wrote {files}")
+    print(f"wrote {_esc(files)}")
     return 0
 
 
@@ -248,26 +256,29 @@ def cmd_examples(args) -> int:
     return 0
 
 
+MAX_CONTAINER_BYTES = 1 << 31  # a model.dc is smaller than the TFLite file it holds (at most 2 GB)
+
+
 def cmd_unpack(args) -> int:
     """model.dc -> model.tflite, byte-identical (TensorFlow-free)."""
     from compression.dc import decode
+    from compression.inputs.paths import read_regular_file, shown, user_path
 
-    src, out = Path(args.container), Path(args.out)
-    if out.exists() and not args.force:
-        return _fail(f"{out} exists; pass --force to overwrite it")
     try:
-        blob = src.read_bytes()
-    except OSError as e:
-        return _fail(f"cannot read {src}: {e.strerror or e}")
-    try:
+        src, out = user_path(args.container, "container"), user_path(args.out, "--out")
+        if out.exists() and not args.force:
+            return _fail(f"{shown(out)} exists; pass --force to overwrite it")
+        blob = read_regular_file(src, MAX_CONTAINER_BYTES, "container")
+        if len(blob) > MAX_CONTAINER_BYTES:
+            return _fail(f"container {shown(src)} is larger than {MAX_CONTAINER_BYTES:,} bytes; no model.dc is")
         tflite = decode(blob)
     except UserError as e:
-        return _fail(f"{src.name}: {e}")
+        return _fail(f"{src.name}: {e}" if "src" in locals() and isinstance(e, ContainerError) else str(e))
     try:
         out.write_bytes(tflite)
     except OSError as e:
-        return _fail(f"cannot write {out}: {e.strerror or e}")
-    print(f"wrote {out} ({len(tflite):,} B from {len(blob):,} B)")
+        return _fail(f"cannot write {shown(out)}: {e.strerror or e}")
+    print(f"wrote {_esc(out)} ({len(tflite):,} B from {len(blob):,} B)")
     return 0
 
 
@@ -346,9 +357,11 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except OSError as e:  # a read-only or full disk: one line, not a traceback
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        print(f"error: cannot write{where}: {e.strerror or e}", file=sys.stderr)
+    except OSError as e:  # a read-only or full disk, a name too long: one line, not a traceback
+        from compression.inputs.paths import shown
+
+        where = f" {shown(e.filename)}" if getattr(e, "filename", None) else ""
+        print(f"error: cannot read or write{where}: {_esc(e.strerror or e)}", file=sys.stderr)
         return 1
 
 

@@ -16,7 +16,10 @@ or int8) is cut out of the flatbuffer and stored in whichever of these is smalle
 Everything else in the file (the graph, biases, scales, metadata) is compressed with zlib or
 LZMA, whichever is smaller. ``decode`` rebuilds the file byte for byte and checks its
 SHA-256; it never runs anything from the blob, checks every count against limits and the
-blob's length before allocating, and raises ContainerError (one line) on anything wrong.
+blob's length before allocating (the rebuilt file may be at most 256x the container, or 64 MB;
+a zlib/LZMA section at most 64x its stored bytes, or 1 MB; a coded stream at least one bit per symbol),
+decodes Huffman streams without a Python step per symbol, and raises ContainerError (one line)
+on anything wrong.
 
 Layout (little-endian): magic ``TFLITEDC``, uint16 version, uint32 CRC-32 of the rest;
 uint64 tflite bytes, 32-byte SHA-256 of the TFLite file; graph: uint8 codec, uint64 raw
@@ -45,6 +48,14 @@ from compression.errors import ContainerError
 MAGIC = b"TFLITEDC"
 VERSION = 1
 MAX_TFLITE_BYTES = 1 << 31  # FlatBuffers' own limit without external buffers
+# What a container may declare, checked before anything is allocated: the rebuilt file at most
+# MAX_RATIO times the container's own size (or RATIO_FLOOR_BYTES, whichever is more), and a
+# compressed section (zlib, LZMA) at most MAX_SECTION_RATIO times its stored bytes (or
+# SECTION_FLOOR_BYTES). The encoder keeps to the same rules, so every file it writes decodes.
+MAX_RATIO = 256  # the studio's files compress 40-70x (docs/benchmarks.md)
+RATIO_FLOOR_BYTES = 64 << 20  # every model up to 64 MB decodes whatever its ratio
+MAX_SECTION_RATIO = 64  # a graph section (flatbuffer tables, biases, scales) compresses a few times
+SECTION_FLOOR_BYTES = 1 << 20
 MAX_TENSORS = 1 << 16
 MAX_GAP_BITS = 12
 KERNEL_TYPES = {FLOAT32, FLOAT16, INT8}
@@ -62,15 +73,30 @@ _REGION = struct.Struct("<QQBB")
 # --- standard-library codecs -------------------------------------------------------------
 
 
+def section_limit(stored: int) -> int:
+    """The most bytes a compressed section of ``stored`` bytes may declare."""
+    return max(SECTION_FLOOR_BYTES, MAX_SECTION_RATIO * stored)
+
+
+def file_limit(container_bytes: int) -> int:
+    """The largest TFLite file a container of this many bytes may declare."""
+    return min(MAX_TFLITE_BYTES, max(RATIO_FLOOR_BYTES, MAX_RATIO * container_bytes))
+
+
 def _smallest_codec(data: bytes, allow_none: bool = True) -> tuple[int, bytes]:
     options = [(CODEC_ZLIB, zlib.compress(data, 9)),
                (CODEC_LZMA, lzma.compress(data, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS))]
-    if allow_none:
+    # the decoder refuses a section that expands beyond section_limit: never write one
+    options = [o for o in options if len(data) <= section_limit(len(o[1]))]
+    if allow_none or not options:
         options.append((CODEC_NONE, data))
     return min(options, key=lambda o: (len(o[1]), o[0]))
 
 
 def _decompress(codec: int, data: bytes, expected: int) -> bytes:
+    if codec != CODEC_NONE and expected > section_limit(len(data)):
+        raise ContainerError(f"refused: a compressed section of {len(data):,} bytes declares {expected:,}, more than "
+                             f"{MAX_SECTION_RATIO}x; a decompression bomb?")
     try:
         if codec == CODEC_NONE:
             out = data
@@ -279,6 +305,9 @@ def encode(tflite: bytes, layer_names=()) -> tuple[bytes, dict]:
     for r in records:
         body += r
     blob = _HEAD.pack(MAGIC, VERSION, zlib.crc32(body)) + bytes(body)
+    if len(tflite) > file_limit(len(blob)):  # the decoder would refuse it as a bomb
+        raise ContainerError(f"the TFLite file ({len(tflite):,} bytes) compresses more than {MAX_RATIO}x into "
+                             f"{len(blob):,} bytes, which model.dc does not store (an all-zero model?)")
     tensor_bytes = sum(r["bytes"] for r in rows)
     accounting = {
         "dc_bytes": len(blob),
@@ -331,23 +360,33 @@ def _get_stream(blob: _Blob, max_alphabet: int, count: int) -> np.ndarray:
     lengths = huffman.unpack_lengths(blob.take(huffman.packed_lengths_bytes(alphabet)), alphabet)
     nbits = _limit(blob.unpack("Q"), 8 * blob.left, "a coded stream's bit count")
     data = blob.take((nbits + 7) // 8)
-    return huffman.decode(data, nbits, lengths, count)
+    return huffman.decode(data, nbits, lengths, count)  # count <= nbits: checked before allocating
 
 
 def _codebook(blob: _Blob, size: int, item: int) -> np.ndarray:
     return np.frombuffer(blob.take(size * item), dtype=_UINT[item])
 
 
-def _decode_tensor(blob: _Blob, length: int, item: int, encoding: int) -> bytes:
+_SPARSE_CHUNK = 1 << 20  # entries placed at once
+
+
+def _decode_tensor(blob: _Blob, out: bytearray, off: int, length: int, item: int, encoding: int) -> None:
+    """Decode one tensor record into ``out[off:off + length]`` (zeros already)."""
     n = length // item
     if encoding == RAW:
         codec, size = blob.unpack("BQ")
-        return _decompress(codec, blob.take(_limit(size, blob.left, "a raw tensor's size")), length)
+        out[off:off + length] = _decompress(codec, blob.take(_limit(size, blob.left, "a raw tensor's size")), length)
+        return
+    target = np.frombuffer(out, dtype=_UINT[item], count=n, offset=off)  # a view: written in place
     if encoding == DENSE:
         k = _limit(blob.unpack("I"), min(n, huffman.MAX_SYMBOLS), "a codebook size")
         book = _codebook(blob, k, item)
         symbols = _get_stream(blob, k, n)
-        return book[symbols].astype(_UINT[item]).tobytes()
+        if k == 0 or symbols.max() >= k:
+            raise ContainerError("damaged container: a code names a value outside its codebook")
+        for start in range(0, n, _SPARSE_CHUNK):  # in pieces: take() widens its indices to int64
+            np.take(book, symbols[start:start + _SPARSE_CHUNK], out=target[start:start + _SPARSE_CHUNK])
+        return
     if encoding == SPARSE:
         b, entries, k = blob.unpack("BQI")
         if not 1 <= b <= 16:
@@ -357,19 +396,29 @@ def _decode_tensor(blob: _Blob, length: int, item: int, encoding: int) -> bytes:
         book = _codebook(blob, k, item)
         weights = _get_stream(blob, k + 1, entries)
         gaps = _get_stream(blob, 1 << b, entries)
-        values = np.zeros(n, dtype=_UINT[item])
-        if entries:
-            at = np.cumsum(gaps + 1) - 1
-            if at[-1] >= n:
+        at = -1
+        for start in range(0, int(entries), _SPARSE_CHUNK):
+            g = gaps[start:start + _SPARSE_CHUNK].astype(np.int64)
+            w = weights[start:start + _SPARSE_CHUNK]
+            where = at + np.cumsum(g + 1)
+            at = int(where[-1])
+            if at >= n:
                 raise ContainerError("damaged container: a sparse index points past its tensor")
-            real = weights > 0
-            values[at[real]] = book[weights[real] - 1]
-        return values.tobytes()
+            real = w > 0
+            if real.any() and int(w.max()) > k:
+                raise ContainerError("damaged container: a code names a value outside its codebook")
+            target[where[real]] = book[w[real].astype(np.int64) - 1]
+        return
     raise ContainerError(f"damaged container: unknown tensor encoding {encoding}")
 
 
-def decode(blob: bytes) -> bytes:
-    """The TFLite file a ``model.dc`` blob holds, byte-identical; ContainerError if it is damaged."""
+def decode(blob: bytes) -> bytearray:
+    """The TFLite file a ``model.dc`` blob holds, byte-identical; ContainerError if it is damaged.
+
+    Every size the blob declares is checked against the blob's own length and the stated caps
+    (``file_limit``, ``section_limit``) before anything is allocated; the file is rebuilt in one
+    buffer of its declared size.
+    """
     blob = bytes(blob)
     if len(blob) < _HEAD.size or blob[:len(MAGIC)] != MAGIC:
         raise ContainerError("not a Deep Compression container (model.dc): wrong or missing header")
@@ -379,13 +428,18 @@ def decode(blob: bytes) -> bytes:
     if zlib.crc32(blob[_HEAD.size:]) != crc:
         raise ContainerError("damaged container: checksum mismatch (truncated or corrupted file)")
     r = _Blob(blob, _HEAD.size)
-    total = _limit(r.unpack("Q"), MAX_TFLITE_BYTES, "the TFLite size")
+    total = r.unpack("Q")
+    if total > file_limit(len(blob)):
+        raise ContainerError(f"refused: {len(blob):,} bytes declare a TFLite file of {total:,} bytes; at most "
+                             f"{MAX_RATIO}x the container (or {RATIO_FLOOR_BYTES >> 20} MB), and never more than "
+                             f"{MAX_TFLITE_BYTES >> 20:,} MB, is accepted")
     digest = r.take(32)
     codec, graph_len, stored = r.unpack("BQQ")
     _limit(graph_len, total, "the graph size")
     graph = _decompress(codec, r.take(_limit(stored, r.left, "the stored graph size")), graph_len)
     count = _limit(r.unpack("I"), min(MAX_TENSORS, r.left // _REGION.size), "the tensor count")
-    pieces, cursor, graph_at = [], 0, 0
+    out = bytearray(total)
+    cursor = graph_at = 0
     for _ in range(count):
         off, length, item, encoding = r.unpack("QQBB")
         if item not in _UINT or length % item or length == 0:
@@ -393,14 +447,18 @@ def decode(blob: bytes) -> bytes:
         if off < cursor or off + length > total:
             raise ContainerError("damaged container: tensor regions overlap or lie outside the file")
         gap = off - cursor
-        pieces.append(graph[graph_at:graph_at + gap])
+        if graph_at + gap > len(graph):
+            raise ContainerError("damaged container: the graph section is shorter than the file it describes")
+        out[cursor:off] = graph[graph_at:graph_at + gap]
         graph_at += gap
-        pieces.append(_decode_tensor(r, length, item, encoding))
+        _decode_tensor(r, out, off, length, item, encoding)
         cursor = off + length
-    pieces.append(graph[graph_at:])
     if r.left:
         raise ContainerError("damaged container: unexpected bytes after the last tensor")
-    out = b"".join(pieces)
-    if len(out) != total or hashlib.sha256(out).digest() != digest:
+    if len(graph) - graph_at != total - cursor:
         raise ContainerError("damaged container: the rebuilt TFLite file does not match its checksum")
-    return out
+    out[cursor:] = graph[graph_at:]
+    del graph
+    if hashlib.sha256(out).digest() != digest:
+        raise ContainerError("damaged container: the rebuilt TFLite file does not match its checksum")
+    return out  # no copy: the caller gets the one buffer

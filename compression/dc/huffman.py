@@ -16,7 +16,7 @@ MAX_CODE_BITS = 20
 LENGTH_FIELD_BITS = 5  # each stored code length takes 5 bits (0..31 >= MAX_CODE_BITS)
 MAX_SYMBOLS = 1 << 18  # alphabets larger than this are not Huffman-coded
 _CHUNK_SYMBOLS = 1 << 16
-_CHUNK_BITS = 1 << 20
+_CHUNK_BITS = 1 << 18  # bit positions decoded at once
 
 
 def code_lengths(counts: np.ndarray, max_bits: int = MAX_CODE_BITS) -> np.ndarray:
@@ -128,53 +128,139 @@ def encode(symbols: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
     return np.packbits(bits).tobytes(), int(bits.size)
 
 
+def symbol_dtype(alphabet: int) -> np.dtype:
+    """The narrowest unsigned type for symbols below ``alphabet``."""
+    return np.dtype(np.uint8 if alphabet <= 1 << 8 else np.uint16 if alphabet <= 1 << 16 else np.uint32)
+
+
+def _chain(step: np.ndarray) -> np.ndarray:
+    """The positions visited from 0 by p -> p + step[p] inside 0..len(step)-1 (a step of 0 stops
+    there), in order: a breadth-first walk of that chain as a graph, done in C by scipy."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import breadth_first_order
+
+    n = step.size
+    nxt = np.arange(n, dtype=np.int32) + step
+    np.minimum(nxt, n, out=nxt)  # whatever leaves the range leads to one end node
+    indptr = np.arange(n + 2, dtype=np.int32)
+    indptr[-1] = n  # the end node has no way out
+    graph = csr_matrix((np.ones(n, dtype=np.int8), nxt, indptr), shape=(n + 1, n + 1))
+    order = breadth_first_order(graph, 0, directed=True, return_predecessors=False)
+    return order[order < n]
+
+
+class _Tables:
+    """Lookup tables of one code: by the next ``width`` bits (one symbol), and by the next
+    ``MULTI_BITS`` bits (every whole code they hold: up to MULTI_BITS symbols at once)."""
+
+    def __init__(self, lengths: np.ndarray):
+        width = int(lengths.max())
+        codes = canonical_codes(lengths)
+        present = np.flatnonzero(lengths)
+        self.width, self.dtype = width, symbol_dtype(lengths.size)
+        span = 1 << (width - lengths[present])
+        self.sym = np.zeros(1 << width, dtype=self.dtype)
+        self.len = np.zeros(1 << width, dtype=np.int32)  # 0: no code starts with these bits
+        starts = codes[present] << (width - lengths[present])
+        idx = np.repeat(starts, span) + (np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span))
+        self.sym[idx] = np.repeat(present, span)
+        self.len[idx] = np.repeat(lengths[present], span)
+        m = MULTI_BITS
+        v = np.arange(1 << m, dtype=np.int64)
+        self.multi_sym = np.zeros((1 << m, m), dtype=self.dtype)
+        self.multi_end = np.zeros((1 << m, m), dtype=np.int32)  # bit offset after each symbol
+        self.multi_k = np.zeros(1 << m, dtype=np.int32)
+        used = np.zeros(1 << m, dtype=np.int64)
+        active = np.ones(1 << m, dtype=bool)
+        for j in range(m):
+            rest = (v << used) & ((1 << m) - 1)  # the bits not yet read, zeros shifted in
+            w = (rest << width) >> m  # their first ``width`` bits
+            n = self.len[w].astype(np.int64)
+            ok = active & (n > 0) & (used + n <= m)
+            self.multi_sym[ok, j] = self.sym[w[ok]]
+            used = np.where(ok, used + n, used)
+            self.multi_end[ok, j] = used[ok]
+            self.multi_k += ok
+            active = ok
+            if not active.any():
+                break
+        self.multi_bits = used.astype(np.int32)
+
+
+MULTI_BITS = 16
+
+
+def _windows(padded: np.ndarray, pos: int, n: int, bits: int) -> np.ndarray:
+    """The ``bits`` (<= 24) bits starting at each of the positions pos .. pos+n-1, as integers."""
+    p = np.arange(pos, pos + n, dtype=np.int64)
+    b = p >> 3
+    word = ((padded[b].astype(np.uint32) << 24) | (padded[b + 1].astype(np.uint32) << 16)
+            | (padded[b + 2].astype(np.uint32) << 8) | padded[b + 3].astype(np.uint32))
+    return ((word << (p & 7).astype(np.uint32)) >> np.uint32(32 - bits)).astype(np.int32)
+
+
 def decode(data: bytes, nbits: int, lengths: np.ndarray, count: int) -> np.ndarray:
-    """``count`` symbols read from a stream of exactly ``nbits`` bits; ContainerError otherwise."""
+    """``count`` symbols read from a stream of exactly ``nbits`` bits; ContainerError otherwise.
+
+    Vectorised, no Python step per symbol: the stream is read in chunks of ``_CHUNK_BITS`` bit
+    positions; at each position a table gives every whole code of the next 16 bits, and the chain
+    of positions actually read (one per 16 bits at most) is walked in C. Memory: the symbols
+    (narrowest dtype) plus a few arrays of one chunk, whatever the stream holds.
+    """
     lengths = np.asarray(lengths, dtype=np.int64)
     if count == 0:
         if nbits != 0:
             raise ContainerError("damaged container: an empty stream holds bits")
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.uint8)
     if nbits > 8 * len(data) or nbits < count:
         raise ContainerError("damaged container: a coded stream is shorter than its symbol count")
     if not kraft_ok(lengths) or not lengths.any():
         raise ContainerError("damaged container: invalid Huffman code lengths")
-    width = int(lengths.max())
-    codes = canonical_codes(lengths)
-    present = np.flatnonzero(lengths)
-    span = 1 << (width - lengths[present])
-    table_sym = np.full(1 << width, -1, dtype=np.int64)
-    table_len = np.zeros(1 << width, dtype=np.int64)
-    starts = codes[present] << (width - lengths[present])
-    idx = np.repeat(starts, span) + (np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span))
-    table_sym[idx] = np.repeat(present, span)
-    table_len[idx] = np.repeat(lengths[present], span)
-
-    bits = np.concatenate([np.unpackbits(np.frombuffer(data, dtype=np.uint8))[:nbits],
-                           np.zeros(width, dtype=np.uint8)])  # one byte per bit; windows per chunk
-    out: list[int] = []
-    pos = 0
-    while len(out) < count:
+    t = _Tables(lengths)
+    used = (nbits + 7) // 8
+    padded = np.zeros(used + 4, dtype=np.uint8)  # 4 spare bytes: every window reads 4 bytes
+    padded[:used] = np.frombuffer(data, dtype=np.uint8, count=used)
+    if nbits % 8:
+        padded[used - 1] &= (0xFF << (8 - nbits % 8)) & 0xFF  # bits past the stream read as zeros
+    out = np.empty(count, dtype=t.dtype)
+    slots = np.arange(MULTI_BITS, dtype=np.int32)
+    got = pos = 0
+    while got < count:
         if pos >= nbits:
             raise ContainerError("damaged container: a coded stream ends early")
-        start, end = pos, min(nbits, pos + _CHUNK_BITS)
-        window = np.zeros(end - start, dtype=np.int32)  # width <= MAX_CODE_BITS < 31
-        for k in range(width):
-            window = (window << 1) | bits[start + k:end + k]
-        syms, lens = table_sym[window].tolist(), table_len[window].tolist()
-        p, limit, need = 0, end - start, count - len(out)
-        append = out.append
-        while p < limit and need:
-            n = lens[p]
-            if n == 0:
-                raise ContainerError("damaged container: a coded stream holds an invalid code")
-            append(syms[p])
-            p += n
-            need -= 1
-        pos = start + p
+        n = min(_CHUNK_BITS, nbits - pos)
+        w16 = _windows(padded, pos, n, MULTI_BITS)
+        k = t.multi_k[w16]
+        step = t.multi_bits[w16]
+        long = None
+        if t.width > MULTI_BITS and not k.all():  # a code longer than 16 bits: one symbol, looked up alone
+            wide = _windows(padded, pos, n, t.width)
+            long = k == 0
+            step = np.where(long, t.len[wide], step)
+        at = _chain(step)
+        if not step[at].all():
+            raise ContainerError("damaged container: a coded stream holds an invalid code")
+        kk = k[at]
+        cols = max(1, int(kk.max()))  # only as many columns as the fullest window holds
+        rows = w16[at]
+        syms, ends = t.multi_sym[:, :cols][rows], t.multi_end[:, :cols][rows]
+        if long is not None:
+            single = long[at]
+            syms[single, 0] = t.sym[wide[at[single]]]
+            ends[single, 0] = step[at[single]]
+            kk = np.where(single, 1, kk)
+        mask = slots[:cols] < kk[:, None]
+        syms = syms[mask]
+        ends = (ends + at[:, None])[mask].astype(np.int64) + pos  # where each symbol's code ends
+        take = min(count - got, int(np.searchsorted(ends, nbits, side="right")))
+        if take == 0:
+            raise ContainerError("damaged container: a coded stream ends in the middle of a code")
+        out[got:got + take] = syms[:take]
+        got += take
+        pos = int(ends[take - 1])
     if pos != nbits:
         raise ContainerError("damaged container: a coded stream has the wrong length")
-    return np.array(out, dtype=np.int64)
+    return out
 
 
 def pack_lengths(lengths: np.ndarray) -> bytes:

@@ -25,7 +25,6 @@ refused with one line naming the layer and its class.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import subprocess
@@ -40,6 +39,7 @@ import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tf_keras
 
 from compression.errors import ModelLoadError
+from compression.inputs import modelfile
 from compression.inputs.modelfile import read_config
 
 layers = tf_keras.layers
@@ -119,26 +119,29 @@ class _Weights:
     def __init__(self, path: Path):
         self.path = path
         self.keras_format = path.suffix.lower() == ".keras"
-        self._blob = None
         self._h5 = None
 
     def __enter__(self):
+        import contextlib
+
         import h5py
 
-        if self.keras_format:
-            with zipfile.ZipFile(self.path) as z:
-                if "model.weights.h5" not in z.namelist():
-                    self._h5 = None
-                    return self
-                self._blob = io.BytesIO(z.read("model.weights.h5"))
-            self._h5 = h5py.File(self._blob, "r")
-        else:
-            self._h5 = h5py.File(self.path, "r")
+        # every dataset's declared size is judged (cap, stored bytes, links) before any array is read
+        self._stack = contextlib.ExitStack()
+        try:
+            if self.keras_format:
+                z = self._stack.enter_context(zipfile.ZipFile(self.path))
+                self._h5 = self._stack.enter_context(modelfile.keras_weights(z, self.path.name))
+            else:
+                self._h5 = self._stack.enter_context(h5py.File(self.path, "r"))
+                modelfile.check_h5_weights(self._h5, self.path.name)
+        except BaseException:
+            self._stack.close()
+            raise
         return self
 
     def __exit__(self, *exc):
-        if self._h5 is not None:
-            self._h5.close()
+        self._stack.close()
 
     def get(self, attr_path: tuple[str, ...], name_path: tuple[str, ...]) -> list[np.ndarray] | None:
         """``attr_path``: Keras 3's snake-case names from the top model down (.keras);

@@ -17,6 +17,9 @@ TensorFlow-free: h5py, NumPy and the standard library only.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -25,6 +28,9 @@ from compression.errors import ModelLoadError
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 MAX_ZIP_MEMBERS = 1000
+MAX_H5_OBJECTS = 10_000  # groups and datasets in a model's HDF5 weights; a ResNet-50 has about 1,500
+WEIGHTS_MEMBER = "model.weights.h5"
+SPOOL_BYTES = 64 * 1024 * 1024  # a .keras weights member larger than this is inspected from a temporary file
 
 # Layers whose config carries Python code that deserialising would run.
 CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
@@ -103,6 +109,88 @@ def _loads_config(raw: bytes | str, path: Path, what: str):
         raise ModelLoadError(f"{path.name} has an unreadable {what}") from None
 
 
+def check_h5_weights(f, name: str) -> int:
+    """Judge an open HDF5 file's objects before any array is read; returns the bytes its datasets declare.
+
+    Bounded first: each group's member count is read (one call) and summed before its members are
+    looked at, so a file holding more than MAX_H5_OBJECTS objects is refused without walking them.
+    Then every dataset: its declared size (shape x item size) is summed against the weights cap, and
+    set against what the file stores for it: a dataset declaring far more than it stores (gzip-chunked
+    zeros, chunks never written) is a decompression bomb. Links to other files, datasets stored in
+    external files and virtual datasets are refused: reading them would read files the user never gave.
+    """
+    import h5py
+
+    cap = limits.max_model_bytes()
+    total = objects = 0
+    groups = [("", f.id)]
+    while groups:
+        prefix, gid = groups.pop()
+        objects += gid.get_num_objs()
+        if objects > MAX_H5_OBJECTS:
+            raise ModelLoadError(f"{name} holds more than {MAX_H5_OBJECTS:,} HDF5 objects; a Keras model's weights "
+                                 "need a few hundred")
+        members: list[bytes] = []
+        gid.links.iterate(lambda member: members.append(member))  # returns None: the walk goes on
+        for member in members:
+            path = f"{prefix}/{member.decode('utf-8', 'replace')}"
+            kind = gid.links.get_info(member).type
+            if kind == h5py.h5l.TYPE_EXTERNAL:
+                raise ModelLoadError(f"{name}: refused, {path!r} links to another file; a model file must hold its "
+                                     "own weights")
+            if kind != h5py.h5l.TYPE_HARD:
+                continue  # a soft link names an object visited under its own name
+            oid = h5py.h5o.open(gid, member)
+            if isinstance(oid, h5py.h5g.GroupID):
+                groups.append((path, oid))
+                continue
+            if not isinstance(oid, h5py.h5d.DatasetID):
+                continue
+            plist = oid.get_create_plist()
+            if plist.get_layout() == h5py.h5d.VIRTUAL or plist.get_external_count():
+                raise ModelLoadError(f"{name}: refused, the dataset {path!r} takes its values from other files")
+            count = 1
+            for d in oid.shape:
+                count *= int(d)
+            declared = count * int(oid.get_type().get_size())
+            total += declared
+            if total > cap:
+                raise ModelLoadError(f"{name} declares {limits.human(total)} of weights; at most {limits.human(cap)} "
+                                     "is accepted")
+            stored = int(oid.get_storage_size())
+            if declared > max(limits.RATIO_FLOOR_BYTES, limits.MAX_ZIP_RATIO * stored):
+                raise ModelLoadError(f"{name}: refused, the weights {path!r} declare {limits.human(declared)} but the "
+                                     f"file stores {limits.human(stored)} of them; a decompression bomb?")
+    return total
+
+
+@contextlib.contextmanager
+def keras_weights(z: zipfile.ZipFile, name: str):
+    """The weights member of an open .keras archive as an open h5py File (None when there is none),
+    its objects judged by ``check_h5_weights`` before the caller reads anything. A small member is read
+    into memory, a large one through a temporary file; its size was checked against the caps already."""
+    import h5py
+
+    if WEIGHTS_MEMBER not in z.namelist():
+        yield None
+        return
+    info = z.getinfo(WEIGHTS_MEMBER)
+    limits.check_zip_member(info, name, limits.max_model_bytes())
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buf:
+        with z.open(info) as src:
+            shutil.copyfileobj(src, buf, 1024 * 1024)
+        buf.seek(0)
+        try:
+            h5 = h5py.File(buf, "r")
+        except Exception:
+            raise ModelLoadError(f"{name}: its {WEIGHTS_MEMBER} is not a readable HDF5 file; is it corrupt?") from None
+        try:
+            check_h5_weights(h5, name)
+            yield h5
+        finally:
+            h5.close()
+
+
 def _read_keras_zip(path: Path) -> tuple[dict, str]:
     weights_cap = limits.max_model_bytes()
     try:
@@ -118,7 +206,7 @@ def _read_keras_zip(path: Path) -> tuple[dict, str]:
                 raise ModelLoadError(f"{path.name} is not a Keras model file (no config.json inside)")
             raw = limits.read_zip_member(z, "config.json", path.name, limits.MAX_CONFIG_BYTES)
             meta_raw = limits.read_zip_member(z, "metadata.json", path.name, limits.MB) if "metadata.json" in names else b"{}"
-    except limits.LimitError as e:
+    except (limits.LimitError, ModelLoadError) as e:
         raise ModelLoadError(str(e)) from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError):
         raise ModelLoadError(f"{path.name} is not a valid .keras file (not a zip archive); is it corrupt?") from None
@@ -131,7 +219,6 @@ def _read_keras_zip(path: Path) -> tuple[dict, str]:
 def _read_h5(path: Path) -> tuple[dict, str]:
     import h5py
 
-    weights_cap = limits.max_model_bytes()
     try:
         with h5py.File(path, "r") as f:
             if "model_config" not in f.attrs:
@@ -142,25 +229,35 @@ def _read_h5(path: Path) -> tuple[dict, str]:
                                      f"at most {limits.human(limits.MAX_CONFIG_BYTES)} is accepted")
             raw = f.attrs.get("model_config")
             version = f.attrs.get("keras_version", "")
-            declared = [0]
-
-            def count(_name, obj):
-                if isinstance(obj, h5py.Dataset):
-                    declared[0] += int(obj.size) * int(obj.dtype.itemsize)
-
-            f.visititems(count)
     except ModelLoadError:
         raise
     except Exception:  # h5py's many ways of saying "damaged" (OSError, KeyError, RuntimeError, ValueError ...)
         raise ModelLoadError(f"{path.name} is a damaged HDF5 file, not a valid HDF5 (.h5) model; is it corrupt?") from None
-    if declared[0] > weights_cap:
-        raise ModelLoadError(f"{path.name} declares {limits.human(declared[0])} of weights; "
-                             f"at most {limits.human(weights_cap)} is accepted")
     if isinstance(version, bytes):
         version = version.decode("utf-8", "replace")
     if not isinstance(raw, (bytes, str)):
         raise ModelLoadError(f"{path.name} has an unreadable model config")
     return _loads_config(raw, path, "model config"), str(version)
+
+
+def check_weights(path: Path) -> int:
+    """Judge a model file's weights (``check_h5_weights``) before anything reads them; returns the bytes
+    they declare. For .keras, the weights member of the archive; for .h5, the file itself."""
+    import h5py
+
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".keras":
+            with zipfile.ZipFile(path) as z, keras_weights(z, path.name) as h5:
+                return 0 if h5 is None else check_h5_weights(h5, path.name)
+        with h5py.File(path, "r") as f:
+            return check_h5_weights(f, path.name)
+    except limits.LimitError as e:
+        raise ModelLoadError(str(e)) from None
+    except ModelLoadError:
+        raise
+    except Exception:  # a damaged archive or HDF5 file
+        raise ModelLoadError(f"{path.name}: its weights cannot be read (a damaged file?)") from None
 
 
 def read_config(path: Path) -> tuple[dict, str]:
@@ -187,8 +284,12 @@ def check_config(config: dict, name: str) -> list[str]:
     Walks every object in the config (no recursion), whatever holds it: ``layer``,
     ``layers``, ``cell``, ``forward_layer``, nested models, initializers and so on.
     """
-    if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES:
-        found = config.get("class_name") if isinstance(config, dict) else type(config).__name__
+    top = config.get("class_name") if isinstance(config, dict) else None
+    if isinstance(config, dict) and "class_name" in config and not isinstance(top, str):
+        raise ModelLoadError(f"{name}: the model's class_name is a {type(top).__name__}, not a class name; only "
+                             "Sequential and functional models can be loaded")
+    if not isinstance(top, str) or top not in MODEL_CLASSES:
+        found = top if isinstance(top, str) else type(config).__name__
         raise ModelLoadError(
             f"{name} holds a {found!r}; only Sequential and functional models can be loaded"
         )
@@ -206,6 +307,10 @@ def check_config(config: dict, name: str) -> list[str]:
             continue
         cls = node.get("class_name")
         here = holder
+        if "class_name" in node and not isinstance(cls, str):
+            inside = f" (inside {holder})" if holder else ""
+            raise ModelLoadError(f"{name} has an object whose class_name is a {type(cls).__name__}, not a name{inside}; "
+                                 "the config is damaged or was not written by Keras")
         if isinstance(cls, str):
             lname = _layer_name(node)
             where = f" ({lname}{', inside ' + holder if holder else ''})" if lname else (
@@ -266,8 +371,29 @@ def inspect(path: str | Path) -> dict:
         raise ModelLoadError(f"{path.name}: only .keras and .h5 model files can be loaded")
     config, version = read_config(path)
     check_config(config, path.name)
+    check_weights(path)  # declared sizes against the cap and the stored bytes, before anything reads them
+    inputs = input_names(config)
+    if len(inputs) > 1:
+        raise ModelLoadError(f"{path.name}: the model has {len(inputs)} inputs ({', '.join(inputs[:5])}); only "
+                             "single-input classifiers can be compressed")
     return {"keras_version": version, "class_name": config.get("class_name"),
             "layers": [layer.get("class_name") for layer in layer_configs(config)]}
+
+
+def input_names(config: dict) -> list[str]:
+    """The inputs a model config declares, by name (a Sequential model has one)."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    if config.get("class_name") == "Sequential" or not isinstance(inner, dict):
+        return ["input"]
+    found = inner.get("input_layers")
+    if isinstance(found, dict):  # inputs by name
+        return [str(k) for k in found]
+    if isinstance(found, list) and found:
+        # [["left", 0, 0], ["right", 0, 0]] for several; Keras 3 writes one input as ["in", 0, 0]
+        if all(isinstance(x, list) for x in found):
+            return [str(x[0]) if x else "?" for x in found]
+        return [str(found[0])]
+    return ["input"]
 
 
 def layer_configs(config: dict) -> list[dict]:
@@ -281,6 +407,6 @@ def layer_configs(config: dict) -> list[dict]:
         for layer in found if isinstance(found, list) else []:
             if isinstance(layer, dict):
                 out.append(layer)
-                if layer.get("class_name") in MODEL_CLASSES:
+                if isinstance(layer.get("class_name"), str) and layer["class_name"] in MODEL_CLASSES:
                     stack.append(layer)
     return out

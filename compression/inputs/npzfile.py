@@ -77,6 +77,9 @@ def inspect_npz(path: str | Path, source: str | None = None) -> dict[str, tuple[
                 limits.check_zip_member(info, source, cap)
                 with z.open(info) as f:
                     shape, dtype = _npy_header(f)
+                if any(d < 0 for d in shape):
+                    raise DatasetError(f"{source}: {key}.npy declares the shape {list(shape)}; a dimension cannot "
+                                       "be negative (a damaged or forged header)")
                 problem = dtype_problem(key, dtype)
                 if problem:
                     raise DatasetError(f"{source}: {problem}")

@@ -25,6 +25,7 @@ from compression.errors import UserError
 from compression.jobs import queue, records
 from compression.jobs.records import HOST, log_line
 from compression.recipe import Recipe
+from compression.recipe.layers import check_layer_names
 from compression.jobs.records import JobRecord, list_statuses, read_status
 from compression.store.runs import list_run_ids
 from compression.store.runs import read_log as _read_log
@@ -95,6 +96,7 @@ def submit(recipe: Recipe | dict, home: str | os.PathLike | None = None,
     if isinstance(recipe, dict):
         recipe = Recipe.from_dict(recipe)
     recipe = resolve_recipe_paths(recipe, base_dir)
+    check_layer_names(recipe)  # a layer the baseline lacks: refused now, not after the baseline trained
     root = home_dir(home)
     data = recipe.to_dict()
     record = JobRecord(
@@ -121,30 +123,34 @@ def resolve_job_id(job_id: str, home: str | os.PathLike | None = None) -> str:
     if is_job_id(job_id):
         if run_dir(job_id, home).is_dir():
             return job_id
-        raise UnknownJob(f"no job {job_id} in {home_dir(home)}")
+        raise UnknownJob(f"no job {job_id} in {home_dir(home, create=False)}")
     if len(job_id) >= 4:
         hits = [i for i in list_run_ids(home) if i.startswith(job_id) or i.endswith(job_id)]
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
             raise UnknownJob(f"{job_id!r} matches {len(hits)} jobs ({', '.join(hits[:3])}, ...); give more of the id")
-    raise UnknownJob(f"no job {safe_name(job_id)!r} in {home_dir(home)} (list them with: python -m compression jobs)")
+    raise UnknownJob(f"no job {safe_name(job_id)!r} in {home_dir(home, create=False)} (list them with: "
+                     "python -m compression jobs)")
 
 
-def get_job(job_id: str, home: str | os.PathLike | None = None) -> JobRecord:
+def get_job(job_id: str, home: str | os.PathLike | None = None, write: bool = True) -> JobRecord:
     """The job record (state ``damaged`` when its status.json is unreadable).
 
-    Raises ``UnknownJob`` (a ``KeyError``) for an unknown id."""
+    ``write=False`` (a read-only viewer): a dead job is reported failed but its record is not
+    rewritten, and an overdue cancel kills nothing. Raises ``UnknownJob`` (a ``KeyError``) for
+    an unknown id."""
     job_id = resolve_job_id(job_id, home)
     rec = read_status(job_id, home)
     if rec is None:
-        raise UnknownJob(f"no job {job_id} in {home_dir(home)}")
-    return records.checked(rec)
+        raise UnknownJob(f"no job {job_id} in {home_dir(home, create=False)}")
+    return records.checked(rec, write=write)
 
 
-def list_jobs(home: str | os.PathLike | None = None) -> list[JobRecord]:
-    """Every readable job in the workspace, newest first (damaged records: ``list_damaged``)."""
-    return [records.checked(r) for r in list_statuses(home)]
+def list_jobs(home: str | os.PathLike | None = None, write: bool = True) -> list[JobRecord]:
+    """Every readable job in the workspace, newest first (damaged records: ``list_damaged``).
+    Creates nothing; ``write=False`` as for ``get_job``."""
+    return [records.checked(r, write=write) for r in list_statuses(home)]
 
 
 def list_damaged(home: str | os.PathLike | None = None) -> list[JobRecord]:

@@ -418,12 +418,26 @@ def force_cancel(folder: Path, rec: JobRecord, grace_s: float | None = None) -> 
     return written
 
 
-def checked(rec: JobRecord) -> JobRecord:
+def checked(rec: JobRecord, write: bool = True) -> JobRecord:
     """The record, with a dead worker's ``running`` job turned ``failed`` and an overdue
-    cancel forced. Never raises for what it finds on disk."""
+    cancel forced. Never raises for what it finds on disk.
+
+    ``write=False`` (a read-only viewer): the verdict is returned, never written, and no
+    process is killed; an overdue cancel is left to a reader that may act."""
     if rec.state != "running":
         return rec
     folder = Path(rec.run_dir)
+    if not write:
+        try:
+            raw = rec.to_status()
+            reason = dead_reason(raw, folder)
+            if not reason or (reason == LOST_END and running_lock_held(folder)):
+                return rec
+            error = reason + where(raw)
+            return JobRecord.from_dict(dict(raw, state="failed", error=error, message=f"failed: {error}"), folder)
+        except Exception as e:  # noqa: BLE001 - a reader must not fail because of a record
+            log.warning("job %s: liveness check failed: %s", rec.id, e)
+            return rec
     try:
         raw = rec.to_status()
         reason = dead_reason(raw, folder)

@@ -147,6 +147,9 @@ class Method:
     produces_qat: ClassVar[bool] = False
     # Where it usually goes in a chain (prune 10, cluster 20, quantize 30); lists sort by it.
     rank: ClassVar[int] = 50
+    # Whether the model it returns may name its layers differently (a factorisation that splits them):
+    # later steps' layer names are then checked by the engine only, not against the baseline up front.
+    renames_layers: ClassVar[bool] = False
 
     def variant(self, step: StepConfig, intact: frozenset[str]) -> str:
         """The variant this step runs as, given the facts earlier steps left intact ("sparsity", ...)."""

@@ -88,13 +88,16 @@ def params_of(step_type: type) -> dict[str, Param]:
 # --- checking values ----------------------------------------------------------------------------
 
 
+MAX_WHOLE = 10**15  # no count in a recipe is larger; floats as large as 1e300 included
+
+
 def check_int(value, where: str, lo: float | None = None, hi: float | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RecipeError(where, f"{_short(value)} is not a whole number")
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
         raise RecipeError(where, f"{_short(value)} is not a whole number")
-    if isinstance(value, int) and abs(value) > 10**15:
-        raise RecipeError(where, "is far too large")
+    if abs(value) > MAX_WHOLE:  # 1e300 is a float that is whole: capped like any integer
+        raise RecipeError(where, f"{value:g} is far too large (at most {MAX_WHOLE:.0e})")
     value = int(value)
     rng = f" (allowed {'' if lo is None else int(lo)}..{'' if hi is None else int(hi)})"
     if lo is not None and value < lo:
@@ -107,8 +110,8 @@ def check_int(value, where: str, lo: float | None = None, hi: float | None = Non
 def check_float(value, where: str, p: Param) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RecipeError(where, f"{_short(value)} is not a number")
-    if isinstance(value, int) and abs(value) > 10**15:
-        raise RecipeError(where, "is far too large")
+    if isinstance(value, int) and abs(value) > MAX_WHOLE:
+        raise RecipeError(where, f"{value:g} is far too large (at most {MAX_WHOLE:.0e})")
     value = float(value)
     if not math.isfinite(value):
         raise RecipeError(where, f"{value} is not a finite number")
@@ -218,6 +221,16 @@ def per_layer_maps(step) -> dict[str, dict]:
     """The per-layer maps a step sets, from its declarations: parameter name -> {layer: value}."""
     return {name: getattr(step, name).as_dict() for name, p in params_of(type(step)).items()
             if p.kind.startswith("per_layer") and isinstance(getattr(step, name), PerLayer)}
+
+
+def relevant_fields(step_type: type, data: dict) -> dict:
+    """A step dict without the fields its own choices make irrelevant (a parameter declared with
+    ``show_if=(field, value)`` where the step's ``field`` is something else: ``target_sparsity`` beside a
+    polynomial schedule, ``decay_rate`` without an exponential learning-rate schedule)."""
+    declared = params_of(step_type)
+    return {k: v for k, v in data.items()
+            if k not in declared or declared[k].show_if is None
+            or str(data.get(declared[k].show_if[0])) == declared[k].show_if[1]}
 
 
 def declared_default(step_type: type, name: str):

@@ -20,6 +20,7 @@ from compression.recipe.method import StepConfig, training_kwargs
 from compression.recipe.params import LayerSelection, Param, check_enum, check_float, check_int
 
 MAX_SEED = 2**32 - 1
+MAX_TRAIN_SAMPLES = 10**9  # more samples than any dataset the studio can hold in memory
 # Architectures whose stride and pooling need images this large (two 5x5 valid convolutions and pools).
 MIN_IMAGE_SIDE = {Arch.LENET_5_CAFFE: 16}
 DATASET_IMAGE_SIDE = {DatasetName.DIGITS: 8, DatasetName.MNIST: 28, DatasetName.FASHION_MNIST: 28,
@@ -174,7 +175,7 @@ class Recipe:
     steps: tuple[Step, ...] = ()
     export: ExportMode = ExportMode.INT8_DYNAMIC
     allow_unsafe_order: bool = False  # run orders that undo earlier steps, to show the effect
-    max_train_samples: int | None = None  # cap the training split (quick demos, tests)
+    max_train_samples: int | None = None  # cap the training split (quick demos, tests); at most MAX_TRAIN_SAMPLES
     latency_runs: int = 50  # timed batch-1 invocations per TFLite file, after warm-up
     version: int = RECIPE_VERSION
 
@@ -210,7 +211,7 @@ class Recipe:
             steps=tuple(step_from_dict(s, f"steps[{i}]") for i, s in enumerate(steps)),
             export=_enum(ExportMode, d.get("export", ExportMode.INT8_DYNAMIC), "export"),
             allow_unsafe_order=unsafe,
-            max_train_samples=None if mts is None else _int(mts, "max_train_samples", 10),
+            max_train_samples=None if mts is None else _int(mts, "max_train_samples", 10, MAX_TRAIN_SAMPLES),
             latency_runs=_int(d.get("latency_runs", 50), "latency_runs", 1, 10000),
             version=version,
         )
@@ -249,14 +250,10 @@ class Recipe:
     def load(cls, path: str | Path) -> "Recipe":
         from compression.inputs import limits
 
-        path = Path(path)
-        try:
-            with open(path, "rb") as f:
-                raw = f.read(limits.MAX_RECIPE_BYTES + 1)  # never more than the cap, whatever the file's size
-        except FileNotFoundError:
-            raise RecipeError("", f"recipe file {path} does not exist") from None
-        except OSError as e:
-            raise RecipeError("", f"cannot read recipe file {path}: {e.strerror or type(e).__name__}") from None
+        from compression.inputs.paths import read_regular_file, user_path
+
+        path = user_path(path, "recipe file")
+        raw = read_regular_file(path, limits.MAX_RECIPE_BYTES, "recipe file")  # never more than the cap + 1 byte
         if len(raw) > limits.MAX_RECIPE_BYTES:
             raise RecipeError("", f"recipe file {path.name} is larger than {limits.human(limits.MAX_RECIPE_BYTES)}; "
                                   "a recipe is a few kilobytes")

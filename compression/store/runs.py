@@ -90,10 +90,66 @@ def read_progress(run: RunRef, home: RunRef | None = None) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+_SECTIONS = ("recipe", "dataset", "baseline", "final", "input", "timing", "versions", "artifacts")
+
+
+def _dicts(value) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _metrics(m) -> dict:
+    if not isinstance(m, dict):
+        return {}
+    if "layers" in m and not isinstance(m["layers"], list):
+        m = dict(m, layers=[])
+    elif isinstance(m.get("layers"), list):
+        m = dict(m, layers=_dicts(m["layers"]))
+    return m
+
+
+def tidy_recipe(recipe) -> dict:
+    """A recipe dict as a reader of old or damaged runs may take it: a dict whose ``steps`` is a list of dicts."""
+    if not isinstance(recipe, dict):
+        return {}
+    steps = recipe.get("steps")
+    return dict(recipe, steps=_dicts(steps if isinstance(steps, list) else [steps] if isinstance(steps, dict) else []))
+
+
+def tidy_report(report) -> dict:
+    """A report.json of the shape every page, chart, health check, bundle and HTML report reads: each
+    section a dict (or left out), ``stages``, ``recipe.steps``, layers and architecture rows lists of
+    dicts, ``undone`` a list of sentences, class names text. Values inside are left as they are (the
+    readers take numbers through ``figures.number``); a hand-edited or damaged report never raises."""
+    if not isinstance(report, dict):
+        return {}
+    out = {k: v for k, v in report.items() if k not in _SECTIONS or isinstance(v, dict)}
+    stages = []
+    for st in _dicts(report.get("stages")):
+        stages.append(dict(st, metrics=_metrics(st.get("metrics"))) if "metrics" in st else st)
+    out["stages"] = stages
+    if "baseline" in out:
+        b = dict(out["baseline"])
+        if "metrics" in b:
+            b["metrics"] = _metrics(b["metrics"])
+        if "architecture" in b:
+            b["architecture"] = _dicts(b["architecture"])
+        out["baseline"] = b
+    if "final" in out:
+        out["final"] = _metrics(out["final"])
+    if "recipe" in out:
+        out["recipe"] = tidy_recipe(out["recipe"])
+    if "dataset" in out and "class_names" in out["dataset"]:
+        names = out["dataset"]["class_names"]
+        out["dataset"] = dict(out["dataset"], class_names=[str(n) for n in names] if isinstance(names, list) else None)
+    undone = report.get("undone")
+    out["undone"] = [str(u) for u in undone] if isinstance(undone, list) else ([undone] if isinstance(undone, str) else [])
+    return out
+
+
 def read_report(run: RunRef, home: RunRef | None = None) -> dict | None:
-    """report.json, present only once a run has succeeded."""
+    """report.json (tidied: ``tidy_report``), present only once a run has succeeded."""
     data = read_json(resolve(run, home) / "report.json")
-    return data if isinstance(data, dict) else None
+    return tidy_report(data) if isinstance(data, dict) else None
 
 
 def read_log(run: RunRef, home: RunRef | None = None, tail_chars: int | None = None) -> str:
@@ -196,5 +252,7 @@ __all__ = [
     "read_progress",
     "read_report",
     "resolve",
+    "tidy_recipe",
+    "tidy_report",
     "try_load_run",
 ]

@@ -57,7 +57,9 @@ def home_dir(home: str | os.PathLike | None = None, create: bool = True) -> Path
 
 
 def runs_dir(home: str | os.PathLike | None = None) -> Path:
-    return home_dir(home) / "runs"
+    """The workspace's ``runs/`` folder; never created here (a reader creates nothing: ``home_dir``
+    creates it for a writer)."""
+    return home_dir(home, create=False) / "runs"
 
 
 def run_dir(job_id: str, home: str | os.PathLike | None = None) -> Path:
@@ -217,16 +219,23 @@ def resolve_recipe_paths(recipe, base_dir: str | os.PathLike | None = None):
     missing file raises ``RecipeError`` naming the field. ``submit`` and
     ``python -m compression run`` both call this.
     """
-    base = Path(base_dir or os.getcwd()).expanduser().absolute()
+    from compression.inputs.paths import shown, user_path
+
+    base = user_path(base_dir or os.getcwd(), "recipe folder").absolute()
 
     def fix(value: str, field: str) -> str:
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            candidate = base / path
-            path = candidate if candidate.exists() or not path.exists() else path
-        path = path.absolute()
-        if not path.exists():
-            raise RecipeError(field, f"{path} does not exist")
+        path = user_path(value, field)
+        try:
+            if not path.is_absolute():
+                candidate = base / path
+                path = candidate if candidate.exists() or not path.exists() else path
+            path = path.absolute()
+            problem = (None if path.is_file() else "does not exist" if not path.exists() else
+                       "is a folder, not a file" if path.is_dir() else "is not a regular file (a device or a pipe?)")
+        except OSError as e:  # e.g. a name too long for this file system
+            raise RecipeError(field, f"{shown(path)} cannot be read: {e.strerror or e}") from None
+        if problem:
+            raise RecipeError(field, f"{shown(path)} {problem}")
         return str(path)
 
     changes: dict[str, Any] = {}

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from compression.recipe import exporters, figures, methods
+from compression.store.runs import tidy_report
 
 KB = 1000.0
 HIST_BINS = 60
@@ -67,6 +68,7 @@ def _stage_label(i: int, key: str, variant: str | None = None) -> str:
 
 def stage_metrics(report: dict) -> list[tuple[str, str, str | None, dict]]:
     """(key, label, variant, METRICS) for baseline, every stage, and the final TFLite file."""
+    report = tidy_report(report)
     out = [("baseline", "0 baseline", None, (report.get("baseline") or {}).get("metrics") or {})]
     for i, st in enumerate(report.get("stages") or [], start=1):
         out.append((st.get("method", f"stage{i}"), _stage_label(i, st.get("method", f"stage{i}"), st.get("variant")),
@@ -118,13 +120,13 @@ def stage_table(report: dict) -> pd.DataFrame:
 
 
 def architecture_df(report: dict) -> pd.DataFrame:
-    arch = (report.get("baseline") or {}).get("architecture") or []
+    arch = (tidy_report(report).get("baseline") or {}).get("architecture") or []
     rows = []
     for layer in arch:
         shape = layer.get("output_shape")
         rows.append({"layer": layer.get("name"), "type": layer.get("type"),
                      "output shape": "×".join("?" if d is None else str(d) for d in shape) if isinstance(shape, list)
-                     else str(shape), "parameters": int(layer.get("params") or 0)})
+                     else str(shape), "parameters": int(figures.number(layer.get("params")) or 0)})
     return pd.DataFrame(rows, columns=["layer", "type", "output shape", "parameters"])
 
 
@@ -163,12 +165,16 @@ def latency_df(report: dict) -> pd.DataFrame:
     for order, (key, label, _v, m) in enumerate(stages):
         value = _num(m.get("latency_ms"))
         if not np.isnan(value):
-            rows.append({"order": order, "stage": label, "latency_ms": value, "ratio": value / ref if ref else np.nan})
-    return pd.DataFrame(rows, columns=["order", "stage", "latency_ms", "ratio"])
+            half = _num(m.get("latency_spread_ms")) / 2
+            half = half if np.isfinite(half) else 0.0
+            rows.append({"order": order, "stage": label, "latency_ms": value, "ratio": value / ref if ref else np.nan,
+                         "low_ms": max(0.0, value - half), "high_ms": value + half})
+    return pd.DataFrame(rows, columns=["order", "stage", "latency_ms", "ratio", "low_ms", "high_ms"])
 
 
 def recall_df(report: dict, predictions: dict | None = None) -> pd.DataFrame:
     """Per-class recall of the baseline and of the final TFLite model, and the shift."""
+    report = tidy_report(report)
     names = (report.get("dataset") or {}).get("class_names")
     base = ((report.get("baseline") or {}).get("metrics") or {}).get("per_class_recall")
     final = (report.get("final") or {}).get("per_class_recall")
@@ -404,14 +410,19 @@ def size_chart(df: pd.DataFrame, title: str = "Model size per stage") -> alt.Cha
 
 def latency_chart(df: pd.DataFrame, title: str = "Latency per stage") -> alt.LayerChart:
     stages = _ordered(df)
-    base = alt.Chart(df, title=alt.Title(title, subtitle="median TFLite inference time, batch of 1, on this machine")).encode(
+    if "low_ms" not in df:
+        df = df.assign(low_ms=df["latency_ms"], high_ms=df["latency_ms"])
+    base = alt.Chart(df).encode(
         y=alt.Y("stage:N", sort=stages, title=None, axis=alt.Axis(labelLimit=260)),
         x=alt.X("latency_ms:Q", title="latency (ms)"),
         tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("latency_ms:Q", title="ms", format=".3f"),
                  alt.Tooltip("ratio:Q", title="× baseline", format=".2f")])
     bars = base.mark_bar(color="#54a24b")
-    text = base.mark_text(align="left", dx=4, fontSize=11).encode(text=alt.Text("latency_ms:Q", format=".3f"))
-    return alt.layer(bars, text).properties(height=alt.Step(30))
+    spread = base.mark_rule(color="#1f2430", strokeWidth=1.5).encode(x="low_ms:Q", x2="high_ms:Q")
+    text = base.mark_text(align="left", dx=4, fontSize=11).encode(x="high_ms:Q", text=alt.Text("latency_ms:Q", format=".3f"))
+    return alt.layer(bars, spread, text, title=alt.Title(
+        title, subtitle="median TFLite inference time, batch of 1; the black line spans the timing's interquartile range")
+    ).properties(height=alt.Step(30))
 
 
 def recall_shift_chart(df: pd.DataFrame, title: str = "Per-class recall: baseline vs compressed") -> alt.LayerChart:
@@ -433,16 +444,17 @@ def recall_shift_chart(df: pd.DataFrame, title: str = "Per-class recall: baselin
         y=y, x="recall:Q",
         shape=alt.Shape("model:N", scale=alt.Scale(domain=["baseline", "compressed"], range=["circle", "diamond"]), title="model",
                         legend=alt.Legend(orient="bottom")),
-        fill=alt.Fill("model:N", scale=alt.Scale(domain=["baseline", "compressed"], range=["#7f7f7f", "#1f77b4"]), legend=None),
+        fill=alt.Fill("model:N", scale=alt.Scale(domain=["baseline", "compressed"], range=["#7f7f7f", "#1f77b4"]),
+                      title="model", legend=alt.Legend(orient="bottom")),  # one legend with the shape's
         stroke=alt.value("white"),
         tooltip=[alt.Tooltip("class:N"), alt.Tooltip("model:N"), alt.Tooltip("recall:Q", format=".1%"),
                  alt.Tooltip("shift:Q", title="change", format="+.1%")])
     worst = df[df["direction"] != "unchanged"]
     labels = alt.Chart(worst).mark_text(align="left", dx=10, fontSize=11).encode(
         y=y, x=alt.X("max_recall:Q"), text=alt.Text("shift:Q", format="+.1%"),
-        color=alt.Color("direction:N", scale=shift_color, legend=None), tooltip=tooltip,
+        color=alt.condition("datum.direction == 'worse'", alt.value("#d62728"), alt.value("#2ca02c")), tooltip=tooltip,
     ).transform_calculate(max_recall="max(datum.baseline, datum.compressed)")
-    return alt.layer(lines, dots, labels, title=alt.Title(
+    return alt.layer(lines, dots, *([labels] if not worst.empty else []), title=alt.Title(
         title, subtitle=f"red: the compressed model finds the class less often (by ≥{SHIFT_THRESHOLD:.0%}); green: more often")
     ).resolve_scale(color="independent").properties(height=alt.Step(26), width=520,
                                                     padding={"left": 5, "top": 5, "bottom": 5, "right": 60})
@@ -475,7 +487,16 @@ def _size_cell(kb, ratio, show_ratio: bool) -> str:
     return f"{text} · {r:.2f}×" if show_ratio and r is not None and np.isfinite(r) else text
 
 
-def latency_cell(ms, spread, ratio, ref_ms, ref_spread, first: bool) -> str:
+def latency_same(ms, spread, ref_ms, ref_spread) -> bool:
+    """Whether two latencies differ by no more than their timings' own spread (interquartile ranges):
+    then the difference is noise and is shown as "same", never as a saving."""
+    v, sp, ref, ref_sp = _num(ms), _num(spread), _num(ref_ms), _num(ref_spread)
+    if not (np.isfinite(v) and np.isfinite(ref) and np.isfinite(sp)):
+        return False
+    return abs(v - ref) <= sp + (ref_sp if np.isfinite(ref_sp) else 0.0)
+
+
+def latency_cell(ms, spread, ratio, ref_ms, ref_spread, first: bool, versus: str = "") -> str:
     """Latency with its spread; against the baseline a ratio only where the difference is larger
     than the two timings' own spread, else "same"."""
     v = _num(ms)
@@ -485,12 +506,28 @@ def latency_cell(ms, spread, ratio, ref_ms, ref_spread, first: bool) -> str:
     text = f"{v:.3f} ms" + (f" ±{sp / 2:.3f}" if np.isfinite(sp) else "")
     if first:
         return text
-    ref, ref_sp = _num(ref_ms), _num(ref_spread)
-    noise = (sp if np.isfinite(sp) else 0.0) + (ref_sp if np.isfinite(ref_sp) else 0.0)
     r = _num(ratio)
-    if np.isfinite(ref) and np.isfinite(sp) and abs(v - ref) <= noise:
-        return f"{text} · same"
-    return f"{text} · {r:.2f}×" if np.isfinite(r) else text
+    if latency_same(ms, spread, ref_ms, ref_spread):
+        return f"{text} · same{versus}"
+    return f"{text} · {r:.2f}×{versus}" if np.isfinite(r) else text
+
+
+STAGE_QUALITY_COLUMNS = ["stage", "accuracy", "accuracy_delta", "params_nonzero", "sparsity", "unique_values", "latency"]
+
+
+def stage_size_columns() -> list[str]:
+    """The stage table's size columns (one per declared size figure), after the stage: the second of the two
+    tables the Results page shows, so that each fits a laptop screen whole."""
+    return ["stage"] + [_short(f.field) for f in figures.size_figures()]
+
+
+COMPARE_RESULT_COLUMNS = ["alarm", "run", "accuracy", "baseline_accuracy", "latency", "sparsity", "unique_values",
+                          "pareto"]
+
+
+def compare_size_columns() -> list[str]:
+    """The Compare table's second half: how each run was made and its sizes, the shipped file first."""
+    return ["run", "steps", "export"] + [_short(f.field) for f in compare_figures()]
 
 
 def stage_columns() -> list[str]:
@@ -536,6 +573,7 @@ def short_label(name: str, max_len: int = 22) -> str:
 def run_summary(label: str, report: dict) -> dict:
     """One run's final numbers (the exported file) with the baseline's for reference; the sizes are
     every declared size figure (a stage-level one, the Keras file, from the last stage)."""
+    report = tidy_report(report)
     base = (report.get("baseline") or {}).get("metrics") or {}
     final = report.get("final") or {}
     stages = [s for s in report.get("stages") or [] if isinstance(s, dict)]
@@ -546,7 +584,9 @@ def run_summary(label: str, report: dict) -> dict:
         "run": label, "steps": " → ".join(str(s) for s in steps) or "baseline only",
         "export": final.get("export") or recipe.get("export"),
         "accuracy": _num(final.get("accuracy")), "baseline_accuracy": _num(base.get("accuracy")),
-        "latency_ms": _num(final.get("latency_ms")),
+        "latency_ms": _num(final.get("latency_ms")), "latency_spread_ms": _num(final.get("latency_spread_ms")),
+        "baseline_latency_ms": _num(base.get("latency_ms")),
+        "baseline_latency_spread_ms": _num(base.get("latency_spread_ms")),
         "sparsity": _num(final.get("sparsity")), "unique_values": _max_unique(final),
     }
     exported = {f.field for f in figures.size_figures(exported_only=True)}
@@ -587,7 +627,11 @@ def compare_display(df: pd.DataFrame, marks: Sequence[str] | None = None) -> pd.
     for fig in figures.size_figures():
         out[_short(fig.field)] = [human_bytes(v) for v in df[fig.field]] if fig.field in df else [DASH] * len(df)
     out.update({
-        "latency": [_fmt(v, ".3f") for v in df["latency_ms"]],
+        "latency": [latency_cell(r["latency_ms"], r.get("latency_spread_ms"),
+                                 _num(r["latency_ms"]) / _num(r.get("baseline_latency_ms"))
+                                 if _num(r.get("baseline_latency_ms")) else np.nan,
+                                 r.get("baseline_latency_ms"), r.get("baseline_latency_spread_ms"), False)
+                    for _, r in df.iterrows()],
         "sparsity": [_fmt(v, ".1%") for v in df["sparsity"]],
         "unique_values": [_fmt(v, ",.0f") for v in df["unique_values"]],
         "pareto": df["pareto"].astype(bool),
@@ -652,41 +696,92 @@ def compare_size_chart(sizes: pd.DataFrame) -> alt.Chart:
 def compare_latency_chart(df: pd.DataFrame) -> alt.LayerChart:
     if "label" not in df:
         df = df.assign(label=[short_label(r) for r in df["run"]])
-    base = alt.Chart(df, title=alt.Title("Latency per run", subtitle="median TFLite inference time, batch of 1")).encode(
+    half = (df["latency_spread_ms"] / 2).fillna(0.0) if "latency_spread_ms" in df else 0.0
+    df = df[df["latency_ms"].notna()].assign(low_ms=(df["latency_ms"] - half).clip(lower=0),
+                                             high_ms=df["latency_ms"] + half)
+    base = alt.Chart(df).encode(
         y=alt.Y("label:N", sort=list(df["label"]), title=None, axis=alt.Axis(labelLimit=170)),
         x=alt.X("latency_ms:Q", title="latency (ms)"),
         tooltip=[alt.Tooltip("run:N"), alt.Tooltip("latency_ms:Q", title="ms", format=".3f"), alt.Tooltip("steps:N")])
     return alt.layer(base.mark_bar(color="#54a24b"),
-                     base.mark_text(align="left", dx=4, fontSize=11).encode(text=alt.Text("latency_ms:Q", format=".3f"))
+                     base.mark_rule(color="#1f2430", strokeWidth=1.5).encode(x="low_ms:Q", x2="high_ms:Q"),
+                     base.mark_text(align="left", dx=4, fontSize=11).encode(x="high_ms:Q",
+                                                                            text=alt.Text("latency_ms:Q", format=".3f")),
+                     title=alt.Title("Latency per run", subtitle="median TFLite inference time, batch of 1; the black "
+                                                                 "line spans the timing's interquartile range")
                      ).properties(height=alt.Step(30))
 
 
+PARETO_W, PARETO_H = 560, 320
+LABEL_CHAR_PX, LABEL_H_PX = 6.6, 13  # an 11 px label's average character width and its height
+
+
+def pareto_label_layout(kb: np.ndarray, acc: np.ndarray, labels: Sequence[str], x_dom: tuple[float, float],
+                        y_dom: tuple[float, float], width: int = PARETO_W, height: int = PARETO_H) -> tuple[list, list]:
+    """Where each point's label goes so that no two labels overlap and none leaves the plot: (the label's
+    accuracy, 'left' or 'right' of its point) per point. Points are placed in pixels through the chart's own
+    (fixed) scales, then each label takes the first free slot above or below its point."""
+    lx0, lx1 = np.log10(x_dom[0]), np.log10(x_dom[1])
+    px = (np.log10(np.maximum(kb, x_dom[0])) - lx0) / (lx1 - lx0) * width
+    py = (1 - (acc - y_dom[0]) / (y_dom[1] - y_dom[0])) * height
+    placed: list[tuple[float, float, float, float]] = []
+    points = [(x - 6, y - 6, x + 6, y + 6) for x, y in zip(px, py) if np.isfinite(x) and np.isfinite(y)]
+    out_y, out_side = [np.nan] * len(kb), ["left"] * len(kb)
+    for i in np.argsort(py, kind="stable"):
+        if not (np.isfinite(px[i]) and np.isfinite(py[i])):
+            continue
+        w = LABEL_CHAR_PX * len(str(labels[i])) + 4
+        side = "right" if px[i] + 9 + w > width else "left"  # a label that would leave on the right goes left
+        x0 = px[i] - 9 - w if side == "right" else px[i] + 9
+        for off in [-6] + [d for k in range(1, 12) for d in (-6 - k * LABEL_H_PX, -6 + k * LABEL_H_PX)]:
+            box = (x0, py[i] + off - LABEL_H_PX / 2, x0 + w, py[i] + off + LABEL_H_PX / 2)
+            if box[1] < 0 or box[3] > height:
+                continue
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed + points):
+                break
+        placed.append(box)
+        out_y[i] = y_dom[0] + (1 - (box[1] + box[3]) / 2 / height) * (y_dom[1] - y_dom[0])
+        out_side[i] = side
+    return out_y, out_side
+
+
 def pareto_chart(df: pd.DataFrame, size_field: str = PARETO_SIZE) -> alt.LayerChart:
-    """Accuracy against compressed size; the runs no other run beats on both are joined by the frontier."""
+    """Accuracy against compressed size; the runs no other run beats on both are joined by the frontier.
+    Labels are laid out so that none overlaps another or a point (``pareto_label_layout``)."""
     data = df.assign(kb=df[size_field] / KB, size=[human_bytes(v) for v in df[size_field]],
                      status=np.where(df["pareto"], "on the frontier", "dominated"))
+    if "label" not in data:
+        data = data.assign(label=[short_label(r) for r in data["run"]])
+    ok = data[(data["kb"] > 0) & data["accuracy"].notna()]
+    kb, acc = ok["kb"].to_numpy(float), ok["accuracy"].to_numpy(float)
+    x_dom = (float(kb.min()) / 1.25, float(kb.max()) * 1.25) if len(ok) else (1.0, 10.0)
+    lo, hi = (float(acc.min()), float(acc.max())) if len(ok) else (0.0, 1.0)
+    pad = max(0.01, (hi - lo) * 0.15)
+    y_dom = (max(0.0, lo - pad), min(1.0, hi + pad) if hi + pad <= 1.0 else hi + pad)
     tooltip = [alt.Tooltip("run:N"), alt.Tooltip("steps:N"), alt.Tooltip("accuracy:Q", format=".2%"),
                alt.Tooltip("size:N", title=measure_label(size_field)),
                alt.Tooltip("latency_ms:Q", title="latency (ms)", format=".3f"), alt.Tooltip("status:N")]
-    x = alt.X("kb:Q", title=f"{measure_label(size_field)} size (KB, log)", scale=alt.Scale(type="log", zero=False))
-    y = alt.Y("accuracy:Q", title="test accuracy", scale=alt.Scale(zero=False), axis=alt.Axis(format="%"))
-    frontier = alt.Chart(data[data["pareto"]].sort_values("kb")).mark_line(strokeDash=[6, 3], color="#e45756", point=False).encode(
-        x=x, y=y, order="kb:Q", tooltip=tooltip)
-    points = alt.Chart(data).mark_circle(size=140, opacity=0.9).encode(
-        x=x, y=y, color=alt.Color("status:N", scale=alt.Scale(domain=["on the frontier", "dominated"], range=["#e45756", "#9e9e9e"]),
-                                  title=None, legend=alt.Legend(orient="top")), tooltip=tooltip)
-    if "label" not in data:
-        data = data.assign(label=[short_label(r) for r in data["run"]])
-    logkb = np.log10(data["kb"].where(data["kb"] > 0))
-    mid = float(logkb.min() + logkb.max()) / 2 if logkb.notna().any() else 0.0
-    right = data[logkb > mid]  # points in the right half get their label on their left: none is clipped
-    left = data[~(logkb > mid)]
-    labels_l = alt.Chart(left).mark_text(align="left", dx=9, dy=-6, fontSize=11).encode(x=x, y=y, text="label:N", tooltip=tooltip)
-    labels_r = alt.Chart(right).mark_text(align="right", dx=-9, dy=-6, fontSize=11).encode(x=x, y=y, text="label:N", tooltip=tooltip)
-    labels = alt.layer(labels_l, labels_r)
-    return alt.layer(frontier, points, labels, title=alt.Title(
+    x = alt.X("kb:Q", title=f"{measure_label(size_field)} size (KB, log)",
+              scale=alt.Scale(type="log", domain=list(x_dom), nice=False))
+    y_scale = alt.Scale(domain=list(y_dom), nice=False, zero=False)
+    y = alt.Y("accuracy:Q", title="test accuracy", scale=y_scale, axis=alt.Axis(format="%"))
+    layers = [alt.Chart(ok[ok["pareto"]].sort_values("kb")).mark_line(strokeDash=[6, 3], color="#e45756").encode(
+        x=x, y=y, order="kb:Q", tooltip=tooltip)] if ok["pareto"].any() else []
+    layers.append(alt.Chart(ok).mark_circle(size=140, opacity=0.9).encode(
+        x=x, y=y, color=alt.Color("status:N", scale=alt.Scale(domain=["on the frontier", "dominated"],
+                                                             range=["#e45756", "#9e9e9e"]),
+                                  title=None, legend=alt.Legend(orient="top")), tooltip=tooltip))
+    label_y, side = pareto_label_layout(kb, acc, list(ok["label"]), x_dom, y_dom)
+    labelled = ok.assign(label_y=label_y, side=side)
+    for where, align, dx in (("left", "left", 9), ("right", "right", -9)):
+        part = labelled[labelled["side"] == where]
+        if not part.empty:
+            layers.append(alt.Chart(part).mark_text(align=align, dx=dx, baseline="middle", fontSize=11).encode(
+                x=x, y=alt.Y("label_y:Q", scale=y_scale), text="label:N", tooltip=tooltip))
+    return alt.layer(*layers, title=alt.Title(
         "Accuracy against compressed size", subtitle="up and to the left is better; the dashed line is the Pareto frontier")
-    ).properties(height=320, width=560)
+    ).properties(height=PARETO_H, width=PARETO_W,
+                 autosize=alt.AutoSizeParams(type="pad"))  # the plot itself is 560x320: the label layout counts on it
 
 
 def recall_matrix_df(runs: Sequence[tuple[str, dict]]) -> pd.DataFrame:
@@ -726,7 +821,7 @@ def recall_heatmap(df: pd.DataFrame) -> alt.LayerChart:
 def accountings(report: dict) -> list[tuple]:
     """(exporter declaration, its accounting dict) for every exporter that declares an accounting and
     whose accounting this report holds, in rank order."""
-    final = report.get("final") if isinstance(report, dict) else None
+    final = tidy_report(report).get("final")
     out = []
     for e in exporters.all_exporters():
         acc = (final or {}).get(e.accounting.field) if e.accounting else None

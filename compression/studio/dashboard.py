@@ -31,13 +31,14 @@ def _record(job: Any) -> dict:
 
 
 def list_jobs(home: str | Path | None = None) -> list[dict]:
-    """Every job record as a dict, newest first."""
-    return [_record(j) for j in jobs.list_jobs(home)]
+    """Every job record as a dict, newest first. In read-only mode nothing is written: no folder is
+    created, no record of a dead job rewritten, no process killed."""
+    return [_record(j) for j in jobs.list_jobs(home, write=not read_only())]
 
 
 def get_job(job_id: str, home: str | Path | None = None) -> dict | None:
     try:
-        return _record(jobs.get_job(job_id, home))
+        return _record(jobs.get_job(job_id, home, write=not read_only()))
     except KeyError:
         return None
 
@@ -94,7 +95,10 @@ def read_log(job: dict, home: str | Path | None = None) -> str:
 
 
 def ensure_worker(home: str | Path | None = None) -> bool:
-    """Start the embedded worker (jobs.ensure_worker; COMPRESSION_EMBEDDED_WORKER=0 turns it off)."""
+    """Start the embedded worker (jobs.ensure_worker; COMPRESSION_EMBEDDED_WORKER=0 turns it off).
+    Never in read-only mode."""
+    if read_only():
+        return False
     try:
         return bool(jobs.ensure_worker(home))
     except Exception:  # a worker that cannot start must not break the page; Runs shows queued jobs
@@ -136,13 +140,26 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def describe_progress(job: dict) -> str:
+    """The progress line, each fact once: "prune (stage 2 of 4) · epoch 1/2 · batch 10/47".
+
+    The engine's message repeats the stage and the epoch ("prune: epoch 1/2, batch 10/47"); only
+    what it adds is kept."""
     parts = []
-    if job.get("stage"):
-        parts.append(f"stage: {job['stage']}")
-    if job.get("epoch") is not None and job.get("epochs"):
-        parts.append(f"epoch {job['epoch']}/{job['epochs']}")
-    if job.get("message") and job.get("state") in ACTIVE:
-        parts.append(str(job["message"]))
+    stage = job.get("stage")
+    index, count = job.get("stage_index"), job.get("stage_count")
+    if stage:
+        where = f" (stage {index + 1} of {count})" if isinstance(index, int) and isinstance(count, int) \
+            and count > 1 and 0 <= index < count else ""
+        parts.append(f"{stage}{where}")
+    epoch = f"epoch {job['epoch']}/{job['epochs']}" if job.get("epoch") is not None and job.get("epochs") else None
+    if epoch:
+        parts.append(epoch)
+    message = str(job.get("message") or "") if job.get("state") in ACTIVE else ""
+    if stage and message.startswith(f"{stage}: "):
+        message = message[len(str(stage)) + 2:]
+    for piece in (p.strip() for p in message.split(", ")):
+        if piece and piece != epoch and piece != stage and piece not in parts:
+            parts.append(piece)
     return " · ".join(parts)
 
 
@@ -233,6 +250,7 @@ def new_step(method: str) -> dict:
 PRESET_KEYS = ("prune → cluster → QAT", "quick digits demo", "tfmot pruning tutorial", "textbook 50% → 95% pruning",
                "Deep Compression: LeNet-300-100 on MNIST", "Deep Compression: LeNet-5 on MNIST")
 MNIST_N_TRAIN = 54_000  # full MNIST's training split after the validation hold-out
+KNOWN_N_TRAIN = {"digits": DIGITS_N_TRAIN, "mnist": MNIST_N_TRAIN, "fashion_mnist": MNIST_N_TRAIN, "cifar10": 45_000}
 # The paper's recipes, as the benchmark measured them (docs/benchmarks.md): taken as they are, not fitted,
 # since their per-layer targets name the layers of one architecture and their schedules suit full MNIST.
 DEEP_COMPRESSION_PRESETS = {
@@ -264,12 +282,25 @@ def _fit(steps: list[dict], n_train: int, max_train_samples: int | None, end_fra
     return out
 
 
-def presets(n_train: int | None = None, max_train_samples: int | None = None) -> dict[str, dict]:
-    """The presets, fitted to a baseline's training set (``n_train`` samples, capped at
+def _named_for(name: str, dataset: str) -> str:
+    """A preset's run name for the data it runs on: "... on MNIST" run on digits is "... on digits"."""
+    import re
+
+    return re.sub(r"\s+on\s+[\w-]+$", "", name) + f" on {dataset}"
+
+
+def presets(n_train: int | None = None, max_train_samples: int | None = None,
+            dataset: str | None = None) -> dict[str, dict]:
+    """The presets, fitted to a baseline's training set (``n_train`` samples of ``dataset``, capped at
     ``max_train_samples``; default: digits). Batch sizes, epochs and every pruning schedule's
     end step and update frequency follow from the data, so no preset trips schedule_warnings.
+
+    A preset made for one dataset (the Deep Compression presets: full MNIST; the quick demo: digits)
+    carries ``made_for``; run on other data, its run name says what it runs on and ``warning`` says,
+    before the run, what it expects and what to expect instead.
     """
-    n = int(n_train or DIGITS_N_TRAIN)
+    data_name = dataset if isinstance(dataset, str) else (DEFAULT_DATASET if n_train is None else None)
+    n = int(n_train or KNOWN_N_TRAIN.get(data_name or "", DIGITS_N_TRAIN))  # a baseline built in the run: its dataset
     bs = preset_batch_size(min(n, max_train_samples) if max_train_samples else n)
     prune_epochs = _epochs_for(n, bs, max_train_samples, 2, 8)
     spe = steps_per_epoch(n, bs, max_train_samples)
@@ -311,7 +342,12 @@ def presets(n_train: int | None = None, max_train_samples: int | None = None) ->
                 "name": "quick-digits-demo", "file": quick.name, "export": d["export"],
                 "description": "examples/quick_digits.json: prune 50% → 80%, 16 clusters, QAT; made for digits, "
                                "under a minute on two cores.",
-                "steps": _fit(d["steps"], n, max_train_samples)}
+                "steps": _fit(d["steps"], n, max_train_samples), "made_for": "digits"}
+            if data_name and data_name != "digits":
+                out["quick digits demo"].update(
+                    name=f"quick-demo-on-{data_name}",
+                    warning=f"The quick digits demo was made for digits (1,294 training samples, 8x8 images); on "
+                            f"{data_name} its short fine-tuning may cost more accuracy than the demo shows.")
         except UserError:
             pass
     for key, (filename, arch) in DEEP_COMPRESSION_PRESETS.items():
@@ -323,18 +359,45 @@ def presets(n_train: int | None = None, max_train_samples: int | None = None) ->
         except UserError:
             continue
         steps = d["steps"]
-        if (n, max_train_samples) != (MNIST_N_TRAIN, None):  # other data: the ramp fitted to it, half the step
+        other = (n, max_train_samples) != (MNIST_N_TRAIN, None) or (data_name not in (None, d["dataset"]))
+        if other:  # other data: the ramp fitted to it, half the step
             steps = _fit(steps, n, max_train_samples, end_fraction=0.5)
         out[key] = {"name": d["name"], "file": f.name, "export": d["export"], "steps": steps, "arch": arch,
-                    "dataset": d["dataset"], "baseline": d["baseline"],
+                    "dataset": d["dataset"], "baseline": d["baseline"], "made_for": d["dataset"],
                     "description": (f"examples/{f.name}: Han et al.'s per-layer pruning, 16 shared values per layer "
                                     f"and PCQAT, for a {arch} baseline on full MNIST (its per-layer targets name "
                                     f"that architecture's layers). Measured in docs/benchmarks.md.")}
+        if other:
+            where = data_name or "this data"
+            out[key].update(
+                name=_named_for(d["name"], where),
+                warning=(f"Made for full MNIST (54,000 training samples): its per-layer targets (up to "
+                         f"{_max_target(steps):.0%} of a layer pruned) and its schedule were measured there. On "
+                         f"{where} ({n:,} training samples) expect a larger loss: the LeNet-300-100 preset lost "
+                         "6.7 points on digits. For a small dataset, prune less (the prune → cluster → QAT preset)."))
     return {k: out[k] for k in PRESET_KEYS if k in out}
 
 
-def recipe_json(recipe: Recipe) -> str:
-    return json.dumps(recipe.to_dict(), indent=2)
+def _max_target(steps: list[dict]) -> float:
+    """The largest sparsity target any step sets (per-layer maps included)."""
+    best = 0.0
+    for s in steps:
+        for key in ("final_sparsity", "target_sparsity"):
+            v = s.get(key)
+            for x in (v.values() if isinstance(v, dict) else [v]):
+                if isinstance(x, (int, float)) and not isinstance(x, bool):
+                    best = max(best, float(x))
+    return best
+
+
+def recipe_json(recipe: Recipe, home: str | Path | None = None) -> str:
+    """The recipe as the Pipeline page offers it for download: paths relative to the workspace (no server
+    path; the Pipeline page and ``python -m compression run`` from the workspace folder find them), no field
+    its own schedule ignores (``bundle.portable_recipe``)."""
+    from compression.store.workspace import home_dir
+    from compression.studio.bundle import portable_recipe
+
+    return json.dumps(portable_recipe(recipe.to_dict(), home_dir(home, create=False)), indent=2)
 
 
 def baseline_facts(report: dict) -> dict:

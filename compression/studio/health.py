@@ -16,6 +16,7 @@ from compression.recipe import Recipe, methods
 from compression.recipe.figures import number
 from compression.recipe.params import declared_default
 from compression.recipe.training import steps_per_epoch
+from compression.store.runs import tidy_report
 
 CHANCE_MARGIN = 0.05  # "at chance" = at most 1/num_classes + this
 WEAK_BASELINE_MARGIN = 0.25  # a baseline at most 1/num_classes + this (35% for 10 classes) is too weak to compress
@@ -33,12 +34,14 @@ class Finding:
     causes: list[str] = field(default_factory=list)
     fixes: list[str] = field(default_factory=list)
 
-    def to_markdown(self) -> str:
-        lines = [f"**{self.message}**"]
+    def to_markdown(self, escape=lambda text: text) -> str:
+        """The finding as markdown; ``escape`` makes each sentence safe for the renderer (class names in it
+        come from the run's files)."""
+        lines = [f"**{escape(self.message)}**"]
         if self.causes:
-            lines.append("\nLikely causes:\n" + "\n".join(f"- {_cap(c)}" for c in self.causes))
+            lines.append("\nLikely causes:\n" + "\n".join(f"- {escape(_cap(c))}" for c in self.causes))
         if self.fixes:
-            lines.append("\nWhat to change:\n" + "\n".join(f"- {_cap(f)}" for f in self.fixes))
+            lines.append("\nWhat to change:\n" + "\n".join(f"- {escape(_cap(f))}" for f in self.fixes))
         return "\n".join(lines)
 
 
@@ -118,6 +121,7 @@ def assess(report: dict, threshold_pts: float = DEFAULT_THRESHOLD_PTS) -> list[F
     """Findings about a finished run, worst first; an empty list means nothing alarming."""
     if not isinstance(report, dict):
         return []
+    report = tidy_report(report)
     recipe = _recipe(report)
     compressed = bool((report.get("recipe") or {}).get("steps") or report.get("stages"))
     ds = report.get("dataset") or {}

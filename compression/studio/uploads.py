@@ -28,8 +28,9 @@ from typing import BinaryIO
 import numpy as np
 
 from compression.errors import DatasetError, ModelLoadError, UserError
-from compression.inputs.modelfile import check_config, read_config
+from compression.inputs.modelfile import check_config, check_weights, input_names, read_config
 from compression.inputs.npzfile import inspect_npz
+from compression.inputs.paths import user_path
 from compression.store.workspace import home_dir
 
 MB = 1024 * 1024
@@ -44,10 +45,23 @@ class UploadError(UserError):
     pass
 
 
+MAX_NAME_CHARS = 100
+
+
 def safe_name(filename: str) -> str:
+    """A file name safe to store: ASCII letters, digits, ``._-``, at most 100 characters, and always
+    the suffix it came with ("модель.keras" -> "upload.keras"; a 300-character name keeps its ".h5")."""
+    import unicodedata
+
     name = Path(str(filename).replace("\\", "/")).name
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "upload"
-    return name[:100]
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    suffix = re.sub(r"[^A-Za-z0-9]+", "", suffix)[:12]
+    stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-") or "upload"
+    stem = stem[:MAX_NAME_CHARS - len(suffix) - 1].rstrip("._-") or "upload"
+    return f"{stem}.{suffix}" if suffix else stem
 
 
 def _check_config(config: dict, name: str) -> dict:
@@ -56,6 +70,10 @@ def _check_config(config: dict, name: str) -> dict:
         check_config(config, name)
     except ModelLoadError as e:
         raise UploadError(str(e)) from None
+    inputs = input_names(config)
+    if len(inputs) > 1:  # the job would refuse it: say so at the upload
+        raise UploadError(f"{name}: the model has {len(inputs)} inputs ({', '.join(inputs[:5])}); only "
+                          "single-input classifiers can be compressed")
     inner = config.get("config")
     layers = inner.get("layers") if isinstance(inner, dict) else None
     return {"model_class": config.get("class_name"), "layers": len(layers) if isinstance(layers, list) else None}
@@ -112,6 +130,10 @@ def check_model_file(path: str | Path, name: str | None = None) -> dict:
         raise UploadError(f"{name}: a model must be a .keras or .h5 file")
     config, version = _config(path, name)
     info = _check_config(config, name)
+    try:
+        check_weights(path)  # every dataset's declared size, before anything reads it; object count bounded
+    except ModelLoadError as e:
+        raise UploadError(str(e).replace(path.name, name, 1)) from None
     info.update(format="keras" if suffix == ".keras" else "h5", keras_version=version or None)
     return info
 
@@ -254,6 +276,38 @@ def list_uploads(kind: str, home: str | Path | None = None) -> list[Path]:
     return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
+RECIPE_KEY = re.compile(r"^[0-9a-f]{16}$")
+
+
+def save_recipe(recipe, home: str | Path | None = None) -> str:
+    """Keep a recipe uploaded on the Pipeline page in ``$COMPRESSION_HOME/uploads/recipes/<key>.json`` (its paths
+    already confined); returns the key the page puts in its URL, so that a reload loads it again."""
+    text = json.dumps(recipe.to_dict(), indent=2, sort_keys=True)
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder = home_dir(home, create=False) / "uploads" / "recipes"
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{key}.json"
+    if not final.exists():
+        part = folder / f".{key}.{os.getpid()}.part"
+        part.write_text(text, encoding="utf-8")
+        os.replace(part, final)
+    return key
+
+
+def load_saved_recipe(key: str, home: str | Path | None = None):
+    """A recipe ``save_recipe`` kept, checked again (it may only name workspace files); UploadError otherwise."""
+    from compression.recipe import Recipe
+
+    if not isinstance(key, str) or not RECIPE_KEY.match(key):
+        raise UploadError(f"{key!r} is not the key of an uploaded recipe")
+    path = home_dir(home, create=False) / "uploads" / "recipes" / f"{key}.json"
+    try:
+        recipe = Recipe.load(path)
+    except UserError:
+        raise UploadError(f"no uploaded recipe {key} in this workspace") from None
+    return confine_recipe_paths(recipe, home)
+
+
 def confine_recipe_paths(recipe, home: str | Path | None = None):
     """A recipe from the browser may only name files in the workspace's uploads and runs folders.
 
@@ -269,9 +323,10 @@ def confine_recipe_paths(recipe, home: str | Path | None = None):
     def confined(value: str | None, field: str) -> str | None:
         if value is None:
             return None
-        if "\x00" in value:
-            raise UploadError(f"{field}: the path holds a NUL character")
-        given = Path(value).expanduser()
+        try:
+            given = user_path(value, field)  # ~nosuchuser, NUL, too long: one line
+        except UserError as e:
+            raise UploadError(str(e)) from None
         real = Path(os.path.realpath(given if given.is_absolute() else root / given))
         if not any(real == a or real.is_relative_to(a) for a in allowed):
             raise UploadError(

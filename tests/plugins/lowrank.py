@@ -41,6 +41,7 @@ class LowRank(Method):
               "clusters": "factorising a clustered layer gives factors with many distinct values",
               "qat_ranges": "factorising after quantization-aware training drops its learned ranges"}
     variants = {"lowrank": "Low-rank factorisation"}
+    renames_layers = True  # fc1 becomes fc1_u and fc1_v: later steps name the new layers
 
     def describe(self, step, variant, kept):
         return f"Factorising Dense kernels to {step.target_text}"
