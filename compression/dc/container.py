@@ -265,7 +265,8 @@ def _unpack_fixed(data: bytes, bits: int, count: int) -> np.ndarray:
 
 
 def _block_plans(values: np.ndarray, item: int) -> list[_Plan]:
-    """The blocks encoding for every block length that divides the tensor, until blocks stop repeating."""
+    """The blocks encoding for every block length that divides the tensor and whose blocks repeat (a length
+    out of step with the codewords repeats little, a length in step with them again a lot: none is skipped)."""
     plans = []
     n = values.size
     for b in range(2, MAX_BLOCK_ITEMS + 1):
@@ -273,8 +274,8 @@ def _block_plans(values: np.ndarray, item: int) -> list[_Plan]:
             continue
         book, codes = _blocks(values, b)
         k = len(book)
-        if k > MAX_BLOCK_CODES or k * 2 > n // b:  # blocks hardly repeat: longer ones repeat even less
-            break
+        if k > MAX_BLOCK_CODES or k * 2 > n // b:  # blocks hardly repeat: no saving at this length
+            continue
         head = 1 + 4 + 1 + k * b * item
         fixed = (codes.size * _fixed_bits(k) + 7) // 8
         counts = np.bincount(codes, minlength=k)

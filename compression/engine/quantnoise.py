@@ -187,7 +187,8 @@ def _build_wrappers():
         def build(self, input_shape):
             if not self.layer.built:
                 self.layer.build(input_shape)
-            self.kernel_var = self.layer.kernel
+            # kept past Keras' attribute tracking: the variable stays the wrapped layer's own (a PQKernel freezes it)
+            object.__setattr__(self, "kernel_var", self.layer.kernel)
             self.mask = None
             if self._mask_init is not None:
                 self.mask = self.add_weight("mask", shape=self._mask_init.shape, trainable=False,
