@@ -84,13 +84,14 @@ def test_methods_lists_every_registered_method_and_exporter_from_the_registry():
     assert out.returncode == 0, out.stderr
     catalogue = json.loads(out.stdout)
     by_name = {m["name"]: m for m in catalogue["methods"]}
-    assert list(by_name) == ["prune", "cluster", "quantize"]
+    assert list(by_name) == ["prune", "cluster", "quantize", "pq"]
     final = by_name["prune"]["params"]["final_sparsity"]
     assert final["default"] == 0.8 and final["min"] == 0 and final["max"] == 1 and final["max_open"]
     assert final["kind"] == "per_layer_float" and final["help"]
     clusters = by_name["cluster"]["params"]["number_of_clusters"]
     assert (clusters["min"], clusters["max"], clusters["unit"]) == (2, 256, "clusters")
-    assert by_name["quantize"]["variants"].keys() == {"qat", "pqat", "cqat", "pcqat"}
-    assert [e["file_name"] for e in catalogue["exporters"]] == ["model.tflite", "model.dc"]
+    assert by_name["quantize"]["variants"].keys() == {"qat", "pqat", "cqat", "pcqat", "qat_lowbit", "quant_noise",
+                                                      "rounded"}
+    assert [e["file_name"] for e in catalogue["exporters"]] == ["model.tflite", "model_int4.tflite", "model.dc"]
     text = cli("methods")
     assert "number_of_clusters (per_layer_int clusters, default 16 in [2, 256])" in text.stdout

@@ -7,6 +7,7 @@ import pytest
 from compression.engine import methods as executors
 from compression.engine import metrics, models
 from compression.engine.methods.base import MethodContext, StepResult
+from compression.engine.quantnoise import blocks_of
 from compression.errors import RecipeError
 from compression.inputs import data
 from compression.recipe import Recipe, methods
@@ -66,6 +67,10 @@ TARGETS = {
     "cluster": ({"number_of_clusters": 8, "epochs": 1, "batch_size": 32},
                 lambda m: all(np.unique(k).size <= 8 for k in kernels(m).values())),
     "quantize": ({"epochs": 1, "batch_size": 64}, int8_kernels_in_its_file),
+    # 16 codewords of 4 weights: every block of every kernel is one of at most 16
+    "pq": ({"block_size": 4, "codebook_size": 16, "pretrain_epochs": 0, "epochs": 1, "batch_size": 64,
+            "kmeans_iterations": 5},
+           lambda m: all(np.unique(blocks_of(k, 4), axis=0).shape[0] <= 16 for k in kernels(m).values())),
 }
 
 

@@ -182,11 +182,26 @@ def cmd_check(args) -> int:
         preflight(resolve_recipe_paths(recipe, Path(args.recipe).resolve().parent))
     except UserError as e:
         return _fail(str(e))
+    notes = {}
+    from compression.recipe import methods
+
+    needs_kernels = [(i, s) for i, s in enumerate(recipe.steps) if methods.get(s.method).needs_kernels(s)]
+    if needs_kernels:  # settings that depend on the kernels' shapes: build (or load) the baseline, untrained
+        from compression.engine.selection import recipe_kernels  # TensorFlow loads here
+
+        try:
+            kernels = recipe_kernels(recipe)
+            for i, step in needs_kernels:
+                notes[i] = methods.get(step.method).check_kernels(step, kernels, f"steps[{i}]")
+        except UserError as e:
+            return _fail(str(e))
     print(f"{recipe.name}: {len(recipe.steps)} steps, {training_epochs(recipe)} training epochs, export {recipe.export.value}")
     for i, p in enumerate(plan(recipe)):
         print(f"  {i + 1}. {p.method} -> {p.variant}: {p.description}")
         for w in p.warnings:
             print(f"     warning: {w}")
+        for n in notes.get(i, []):
+            print(f"     note: {_esc(n)}")
     return 0
 
 

@@ -12,6 +12,11 @@ or int8) is cut out of the flatbuffer and stored in whichever of these is smalle
   streams, gaps and value indices, are Huffman-coded.
 * dense: every weight's codebook index, Huffman-coded, no index stream.
 * raw: the bytes as they are (or deflated/LZMA'd when that is smaller).
+* blocks: the tensor cut into blocks of ``b`` consecutive items (``b`` chosen per tensor, 2..64);
+  the distinct blocks are a codebook and each block is its index, at ``ceil(log2 K)`` bits or
+  Huffman-coded, whichever is smaller. This is how a product-quantized kernel is stored (its
+  blocks are consecutive weights of one output channel, recipe/blocks.py), and only tried for a
+  tensor of at most 4,096 distinct values.
 
 Everything else in the file (the graph, biases, scales, metadata) is compressed with zlib or
 LZMA, whichever is smaller. ``decode`` rebuilds the file byte for byte and checks its
@@ -62,8 +67,11 @@ KERNEL_TYPES = {FLOAT32, FLOAT16, INT8}
 
 CODEC_NONE, CODEC_ZLIB, CODEC_LZMA = 0, 1, 2
 CODEC_NAMES = {CODEC_NONE: "none", CODEC_ZLIB: "zlib", CODEC_LZMA: "lzma"}
-RAW, DENSE, SPARSE = 0, 1, 2
-ENCODING_NAMES = {RAW: "raw", DENSE: "dense", SPARSE: "sparse"}
+RAW, DENSE, SPARSE, BLOCKS = 0, 1, 2, 3
+ENCODING_NAMES = {RAW: "raw", DENSE: "dense", SPARSE: "sparse", BLOCKS: "blocks"}
+MAX_BLOCK_ITEMS = 64  # longest block the blocks encoding tries
+MAX_BLOCK_DISTINCT = 4096  # a tensor with more distinct values is not tried in blocks
+MAX_BLOCK_CODES = 1 << 16  # most distinct blocks a codebook may hold
 _UINT = {1: "u1", 2: "<u2", 4: "<u4"}
 _HEAD = struct.Struct("<8sHI")
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 6}]  # raw stream: no xz header to pay for
@@ -146,6 +154,7 @@ class _Plan:
     encoding: int
     size: int  # bytes of the record, estimated exactly
     b: int = 0
+    huffman: bool = False  # blocks: codes Huffman-coded (else fixed width)
 
 
 def kernel_tensors(tflite: bytes) -> list[tuple[TensorInfo, int, int]]:
@@ -218,6 +227,9 @@ def _encode_tensor(raw: bytes, item: int) -> tuple[bytes, dict]:
             size = 1 + 8 + 4 + nz_book.size * item + gh + (gbits + 7) // 8 + wh + (wbits + 7) // 8
             plans.append(_Plan(SPARSE, size, b))
 
+    if 1 < codebook.size <= MAX_BLOCK_DISTINCT:
+        plans += _block_plans(values, item)
+
     plan = min(plans, key=lambda p: (p.size, p.encoding))
     out = bytearray()
     stats = {"index_bytes": 0, "index_bits_total": 0, "weight_bytes": 0, "weight_bits_total": 0,
@@ -230,6 +242,16 @@ def _encode_tensor(raw: bytes, item: int) -> tuple[bytes, dict]:
         lengths = huffman.code_lengths(np.bincount(inverse.reshape(-1), minlength=codebook.size))
         nbytes = _put_stream(out, inverse.reshape(-1), lengths)
         stats.update(weight_bytes=nbytes, weight_bits_total=8 * nbytes, codebook_values=int(codebook.size))
+    elif plan.encoding == BLOCKS:
+        book, codes = _blocks(values, plan.b)
+        out += struct.pack("<BIB", plan.b, len(book), int(plan.huffman)) + book.tobytes()
+        if plan.huffman:
+            nbytes = _put_stream(out, codes, huffman.code_lengths(np.bincount(codes, minlength=len(book))))
+        else:
+            packed = _pack_fixed(codes, _fixed_bits(len(book)))
+            out += packed
+            nbytes = len(packed)
+        stats.update(weight_bytes=nbytes, weight_bits_total=8 * nbytes, codebook_values=int(len(book)), block=plan.b)
     else:
         gap_syms, weight_syms = _sparse_parts(plan.b, nz_inverse, gaps)
         out += struct.pack("<BQI", plan.b, gap_syms.size, nz_book.size) + nz_book.astype(_UINT[item]).tobytes()
@@ -243,6 +265,59 @@ def _encode_tensor(raw: bytes, item: int) -> tuple[bytes, dict]:
         raise AssertionError(f"size estimate {plan.size} != {len(out)}")
     stats.update(encoding=plan.encoding, nnz=nnz, n=n)
     return bytes(out), stats
+
+
+def _fixed_bits(k: int) -> int:
+    return max(1, int(k - 1).bit_length())
+
+
+def _blocks(values: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct blocks, a (K, b) array sorted by their bytes; the index of every block)."""
+    rows = np.ascontiguousarray(values.reshape(-1, b))
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * b))).reshape(-1)
+    _, first, codes = np.unique(keys, return_index=True, return_inverse=True)
+    return rows[first], codes.reshape(-1).astype(np.int64)
+
+
+def _pack_fixed(codes: np.ndarray, bits: int) -> bytes:
+    """Codes at ``bits`` bits each, most significant bit first."""
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
+    return np.packbits(((codes[:, None] >> shifts) & 1).astype(np.uint8).reshape(-1)).tobytes()
+
+
+def _unpack_fixed(data: bytes, bits: int, count: int) -> np.ndarray:
+    """``count`` codes of ``bits`` bits each, most significant bit first; in pieces of 2**16 codes (a piece
+    of 8 codes ends on a byte), so the unpacked bits never cost more than a few MB."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    weights = 1 << np.arange(bits - 1, -1, -1, dtype=np.int64)
+    out = np.empty(count, dtype=np.int64)
+    step = 1 << 16
+    for start in range(0, count, step):
+        n = min(step, count - start)
+        piece = raw[start * bits // 8:(start * bits + n * bits + 7) // 8]
+        out[start:start + n] = np.unpackbits(piece)[: n * bits].reshape(n, bits).astype(np.int64) @ weights
+    return out
+
+
+def _block_plans(values: np.ndarray, item: int) -> list[_Plan]:
+    """The blocks encoding for every block length that divides the tensor and whose blocks repeat (a length
+    out of step with the codewords repeats little, a length in step with them again a lot: none is skipped)."""
+    plans = []
+    n = values.size
+    for b in range(2, MAX_BLOCK_ITEMS + 1):
+        if n % b:
+            continue
+        book, codes = _blocks(values, b)
+        k = len(book)
+        if k > MAX_BLOCK_CODES or k * 2 > n // b:  # blocks hardly repeat: no saving at this length
+            continue
+        head = 1 + 4 + 1 + k * b * item
+        fixed = (codes.size * _fixed_bits(k) + 7) // 8
+        counts = np.bincount(codes, minlength=k)
+        sh, sbits = _stream_bytes(counts, huffman.code_lengths(counts))
+        coded = sh + (sbits + 7) // 8
+        plans.append(_Plan(BLOCKS, head + min(fixed, coded), b, coded < fixed))
+    return plans
 
 
 def encode(tflite: bytes, layer_names=()) -> tuple[bytes, dict]:
@@ -283,6 +358,7 @@ def encode(tflite: bytes, layer_names=()) -> tuple[bytes, dict]:
             "weight_bits": st["weight_bits_total"] / per,
             "index_bits": st["index_bits_total"] / per if sparse else None,  # only the sparse format has indices
             "gap_bits": st["gap_bits"],
+            "block": st.get("block"),  # the blocks encoding: items per block
             "codebook_values": st["codebook_values"],
             "index_bytes": st["index_bytes"],
             "weight_bytes": st["weight_bytes"],
@@ -409,7 +485,28 @@ def _decode_tensor(blob: _Blob, out: bytearray, off: int, length: int, item: int
                 raise ContainerError("damaged container: a code names a value outside its codebook")
             target[where[real]] = book[w[real].astype(np.int64) - 1]
         return
+    if encoding == BLOCKS:
+        _decode_blocks(blob, target, n, item)
+        return
     raise ContainerError(f"damaged container: unknown tensor encoding {encoding}")
+
+
+def _decode_blocks(blob: _Blob, target: np.ndarray, n: int, item: int) -> None:
+    b, k, coded = blob.unpack("BIB")
+    if not 2 <= b <= MAX_BLOCK_ITEMS or n % b or coded > 1:
+        raise ContainerError("damaged container: a blocks record has an invalid block length or code mode")
+    count = n // b
+    _limit(k, min(count, MAX_BLOCK_CODES), "a block codebook size")
+    book = np.frombuffer(blob.take(k * b * item), dtype=_UINT[item]).reshape(k, b)
+    if coded:
+        codes = _get_stream(blob, k, count)
+    else:
+        codes = _unpack_fixed(blob.take((count * _fixed_bits(k) + 7) // 8), _fixed_bits(k), count)
+    if count and (k == 0 or int(codes.max()) >= k):
+        raise ContainerError("damaged container: a block index points past its codebook")
+    rows = target.reshape(count, b)
+    for start in range(0, count, _SPARSE_CHUNK):  # in pieces: take() widens its indices to int64
+        np.take(book, codes[start:start + _SPARSE_CHUNK], axis=0, out=rows[start:start + _SPARSE_CHUNK])
 
 
 def decode(blob: bytes) -> bytearray:

@@ -309,7 +309,7 @@ def _run(recipe: Recipe, planned: list[PlannedStep], work: Path, progress: Progr
     ectx = ExportContext(model=current, ds=ds.times(raw_scale) if raw_scale else ds, mode=recipe.export,
                          kernel_names=kernel_names(current), latency_runs=runs, reference=reference,
                          reuse={primary.key: last.tflite} if same_file else {},
-                         input_scale=1.0 / raw_scale if raw_scale else None)
+                         input_scale=1.0 / raw_scale if raw_scale else None, recipe=recipe)
     final_metrics: dict = {}
     final: Measured | None = None
     artifacts = {k: v for k, v in RUN_FILES.items() if k != "baseline_init" or initial is not None}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from compression.engine.metrics import weight_layers
 from compression.errors import RecipeError
-from compression.recipe.choices import LayerScope
 from compression.recipe.params import LayerSelection, per_layer_maps
 
 
@@ -21,28 +20,16 @@ def check_flat(model, where: str = "layers") -> None:
 def select(model, selection: LayerSelection, where: str = "layers") -> set[str]:
     """Names of the kernel layers ``selection`` picks; a clear error when it picks none."""
     check_flat(model, where)
-    candidates = weight_layers(model)
-    names = [layer.name for layer in candidates]
-    if selection.scope == LayerScope.ALL:
-        chosen = names
-    elif selection.scope == LayerScope.ALL_BUT_FIRST_LAST:
-        chosen = names[1:-1]
-        if not chosen:
-            raise RecipeError(where, f"all_but_first_last leaves nothing: the model has only {len(names)} layers with weights")
-    elif selection.scope == LayerScope.TYPES:
-        types = {layer.__class__.__name__ for layer in candidates}
-        unknown = [t for t in selection.values if t not in types]
-        if unknown:
-            raise RecipeError(where, f"no layer of type {unknown[0]}; types with weights here: {', '.join(sorted(types))}")
-        chosen = [layer.name for layer in candidates if layer.__class__.__name__ in selection.values]
-    else:
-        unknown = [n for n in selection.values if n not in names]
-        if unknown:
-            raise RecipeError(where, f"no layer with weights named {unknown[0]!r}; there are: {', '.join(names)}")
-        chosen = [n for n in names if n in selection.values]
-    if not chosen:
-        raise RecipeError(where, "selects no layer with weights")
-    return set(chosen)
+    return selection.choose([(layer.name, layer.__class__.__name__) for layer in weight_layers(model)], where)
+
+
+def kernel_infos(model) -> list:
+    """Every layer with weights as the TensorFlow-free checks see it (recipe.blocks.KernelInfo), in model order."""
+    from compression.engine.metrics import kernel_of
+    from compression.recipe.blocks import KernelInfo
+
+    return [KernelInfo(layer.name, layer.__class__.__name__, tuple(int(d) for d in kernel_of(layer).shape))
+            for layer in weight_layers(model)]
 
 
 def check_per_layer_maps(model, step, where: str) -> None:
@@ -92,3 +79,19 @@ def skipped_layers(model, names: set[str], method: str) -> dict[str, str]:
             why = " (tfmot: unrecoverable accuracy loss)" if method == "cluster" and cls == "DepthwiseConv2D" else ""
             out[layer.name] = f"tfmot does not {method} {cls} kernels{why}"
     return out
+
+
+def recipe_kernels(recipe) -> list:
+    """The layers with weights of a recipe's baseline (recipe.blocks.KernelInfo), without training it: a
+    studio architecture is built for the dataset's samples, a model file is loaded. For the checks that need
+    kernel shapes before a run (``python -m compression check``)."""
+    from compression.engine import models
+    from compression.inputs import data
+
+    b = recipe.baseline
+    if b.path is not None:
+        return kernel_infos(models.load_model(b.path))
+    ds = data.load(recipe.dataset)
+    if models.needs_channel_axis(b.arch):
+        ds = ds.with_channel_axis()
+    return kernel_infos(models.build(b.arch, ds.input_shape, ds.num_classes, b.seed))

@@ -42,6 +42,11 @@ class ExportMode(StrEnum):
     INT8_FULL = "int8_full"  # int8 weights and activations, int8 input/output
 
 
+class Granularity(StrEnum):
+    PER_CHANNEL = "per_channel"  # one scale per output channel (what LiteRT's int8 and int4 kernels use)
+    PER_TENSOR = "per_tensor"  # one scale for the whole layer
+
+
 class LayerScope(StrEnum):
     ALL = "all"
     ALL_BUT_FIRST_LAST = "all_but_first_last"

@@ -95,7 +95,16 @@ def _qat_undone(by: str, prev_name: str, prev: dict, name: str, now: dict, qat: 
     return f"{name} after {by} dropped the ranges QAT learned; the file is quantized after training instead"
 
 
-FACT_CHECKS = {"sparsity": _sparsity_undone, "clusters": _clusters_undone, "qat_ranges": _qat_undone}
+def _codebooks_undone(by: str, prev_name: str, prev: dict, name: str, now: dict, qat: bool) -> str | None:
+    a, b = max_distinct(prev), max_distinct(now)
+    if a is not None and b is not None and b > a:
+        return (f"{name} undid product quantization: at most {a} distinct values per layer after {prev_name} "
+                f"(the codewords' weights), {b} after {name}")
+    return None
+
+
+FACT_CHECKS = {"sparsity": _sparsity_undone, "clusters": _clusters_undone, "qat_ranges": _qat_undone,
+               "codebooks": _codebooks_undone}
 
 
 def undone_sentences(stages: Iterable[dict], baseline: dict, final: dict | None) -> list[str]:

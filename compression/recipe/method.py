@@ -122,7 +122,8 @@ class Hint:
 
 
 # Facts a method can establish in a model; compression.recipe.figures knows how to see each undone.
-FACTS = ("sparsity", "clusters", "qat_ranges")
+# "codebooks": every block of weights of a layer is one of a few codewords (product quantization).
+FACTS = ("sparsity", "clusters", "qat_ranges", "codebooks")
 
 
 class Method:
@@ -175,6 +176,16 @@ class Method:
 
     def check_recipe(self, step: StepConfig, recipe, where: str) -> None:
         """Rules that involve the rest of the recipe (e.g. the export mode)."""
+
+    def needs_kernels(self, step: StepConfig) -> bool:
+        """Whether ``check_kernels`` has anything to check for this step (the check then builds the model)."""
+        return False
+
+    def check_kernels(self, step: StepConfig, kernels: list, where: str) -> list[str]:
+        """Rules that need the model's kernels (``recipe.blocks.KernelInfo``: name, type, shape, in model
+        order): raise RecipeError (one line) for settings that fit no layer; return a note for each layer
+        left out. ``python -m compression check`` and the engine both call it."""
+        return []
 
     def plan_notes(self, step: StepConfig, steps_per_epoch: int, where: str) -> list[str]:
         """What the run will change in this step for this much data (one sentence each); may raise

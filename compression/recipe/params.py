@@ -174,6 +174,33 @@ class LayerSelection:
             return {self.scope.value: list(self.values)}
         return self.scope.value
 
+    def choose(self, layers: list[tuple[str, str]], where: str = "layers") -> set[str]:
+        """Names of the layers this selection picks from ``layers``: (name, class name) of every layer
+        with weights, in model order; RecipeError (one line) when it picks none."""
+        names = [name for name, _type in layers]
+        if self.scope == LayerScope.ALL:
+            chosen = names
+        elif self.scope == LayerScope.ALL_BUT_FIRST_LAST:
+            chosen = names[1:-1]
+            if not chosen:
+                raise RecipeError(where, f"all_but_first_last leaves nothing: the model has only {len(names)} layers "
+                                         "with weights")
+        elif self.scope == LayerScope.TYPES:
+            types = {t for _name, t in layers}
+            unknown = [t for t in self.values if t not in types]
+            if unknown:
+                raise RecipeError(where, f"no layer of type {unknown[0]}; types with weights here: "
+                                         f"{', '.join(sorted(types))}")
+            chosen = [name for name, t in layers if t in self.values]
+        else:
+            unknown = [n for n in self.values if n not in names]
+            if unknown:
+                raise RecipeError(where, f"no layer with weights named {unknown[0]!r}; there are: {', '.join(names)}")
+            chosen = [n for n in names if n in self.values]
+        if not chosen:
+            raise RecipeError(where, "selects no layer with weights")
+        return set(chosen)
+
     def describe(self) -> str:
         if self.scope == LayerScope.ALL:
             return "all layers with weights"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compression.tflite import reader
-from compression.tflite.reader import FLOAT16, FLOAT32, INT8, INT32, ITEM_BYTES, UINT8, TensorInfo, TFLiteModel
+from compression.tflite.reader import FLOAT16, FLOAT32, INT4, INT8, INT32, ITEM_BYTES, UINT8, TensorInfo, TFLiteModel
 
 _NUMPY = {FLOAT32: np.float32, FLOAT16: np.float16, INT32: np.int32, UINT8: np.uint8, INT8: np.int8}
 # operator -> (weights input, bias input)
@@ -121,9 +121,18 @@ def array(tflite: bytes, model: TFLiteModel, tensor: TensorInfo) -> np.ndarray |
     """A constant tensor's values as stored (None for a type the studio does not read)."""
     dtype = _NUMPY.get(tensor.type)
     where = model.data(tensor)
-    if dtype is None or where is None:
+    if where is None:
         return None
     offset, length = where
+    if tensor.type == INT4:  # packed: two a byte, low nibble first; read as int8
+        n = math.prod(tensor.shape)
+        if length != (n + 1) // 2:
+            return None
+        packed = np.frombuffer(tflite, dtype=np.uint8, count=length, offset=offset)
+        nibbles = np.stack([packed & 0x0F, packed >> 4], axis=1).reshape(-1)[:n].astype(np.int8)
+        return np.where(nibbles > 7, nibbles - 16, nibbles).astype(np.int8).reshape(tensor.shape)
+    if dtype is None:
+        return None
     if length != math.prod(tensor.shape) * ITEM_BYTES[tensor.type]:
         return None
     return np.frombuffer(tflite, dtype=dtype, count=math.prod(tensor.shape), offset=offset).reshape(tensor.shape)
@@ -133,7 +142,7 @@ def dequantize(arr: np.ndarray, tensor: TensorInfo) -> tuple[np.ndarray, int | N
     """(float values, per-channel axis or None) of a stored tensor; quantized types use the file's
     own scales and zero points."""
     scale = np.asarray(tensor.scale, dtype=np.float64)
-    if scale.size and tensor.type in (INT8, UINT8, INT32):
+    if scale.size and tensor.type in (INT4, INT8, UINT8, INT32):
         axis = int(tensor.quantized_dimension) if scale.size > 1 else None
         shape = [1] * arr.ndim
         if axis is not None:

@@ -26,8 +26,9 @@ IDENTIFIER = b"TFL3"
 
 # TensorType in schema.fbs
 FLOAT32, FLOAT16, INT32, UINT8, INT64, STRING, BOOL, INT16, COMPLEX64, INT8 = range(10)
+INT4 = 17  # two weights a byte, the first in the low four bits (ai-edge-quantizer's int4 files)
 TYPE_NAMES = {FLOAT32: "float32", FLOAT16: "float16", INT32: "int32", UINT8: "uint8", INT64: "int64",
-              STRING: "string", BOOL: "bool", INT16: "int16", COMPLEX64: "complex64", INT8: "int8"}
+              STRING: "string", BOOL: "bool", INT16: "int16", COMPLEX64: "complex64", INT8: "int8", INT4: "int4"}
 ITEM_BYTES = {FLOAT32: 4, FLOAT16: 2, INT32: 4, UINT8: 1, INT64: 8, BOOL: 1, INT16: 2, COMPLEX64: 8, INT8: 1}
 
 # BuiltinOperator codes the studio looks at

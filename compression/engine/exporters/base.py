@@ -43,6 +43,7 @@ class ExportContext:
     # For the studio's own baselines the exported file takes raw pixel values: the model is
     # exported behind a Rescaling by ``input_scale`` and ``ds`` then holds the raw values.
     input_scale: float | None = None
+    recipe: Any = None  # the recipe that ran (what its steps asked for, e.g. their weight bits)
 
 
 class Writer:

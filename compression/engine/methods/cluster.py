@@ -14,6 +14,10 @@ class ClusterExecutor(Executor):
     name = "cluster"
 
     def apply(self, model, ds, step: ClusterStep, ctx: MethodContext) -> StepResult:
+        if step.quant_noise > 0:  # Quant-Noise replaces tfmot's clustering wrapper (engine/quantnoise.py)
+            from compression.engine.quantnoise import cluster_with_noise
+
+            return cluster_with_noise(model, ds, step, ctx)
         import tensorflow_model_optimization as tfmot
         import tf_keras
 

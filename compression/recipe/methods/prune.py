@@ -216,6 +216,8 @@ class Prune(Method):
                     "so the clusters are lost (many distinct values again)",
         "qat_ranges": "pruning after quantization-aware training changes the weights QAT trained for int8 "
                       "and drops its learned quantization ranges",
+        "codebooks": "pruning after product quantization zeroes weights inside the codewords, so a block is no "
+                     "longer one of the codebook's",
     }
     variants = {"prune": "Pruning"}
     establishes = ("sparsity",)
