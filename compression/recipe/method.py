@@ -134,6 +134,8 @@ class Method:
     produces_qat: ClassVar[bool] = False
     # Where it usually goes in a chain (prune 10, cluster 20, quantize 30); lists sort by it.
     rank: ClassVar[int] = 50
+    # The numeric parameter a study varies by default (a sweep's "strength"; None: the study must name one).
+    strength: ClassVar[str | None] = None
 
     def variant(self, step: StepConfig, intact: frozenset[str]) -> str:
         """The variant this step runs as, given the facts earlier steps left intact ("sparsity", ...)."""
@@ -156,6 +158,11 @@ class Method:
     def preserving(self, step: StepConfig) -> bool:
         """Whether this step keeps earlier work (its preserve field, where it has one)."""
         return bool(getattr(step, self.preserve_field)) if self.preserve_field else True
+
+    def at_strength(self, step: dict, name: str, value) -> dict:
+        """The step (a dict) with parameter ``name`` set to ``value``, for a study's level; a method whose
+        other fields must follow (pruning's initial sparsity never above the final) adjusts them here."""
+        return dict(step, **{name: value})
 
     def check_recipe(self, step: StepConfig, recipe, where: str) -> None:
         """Rules that involve the rest of the recipe (e.g. the export mode)."""
