@@ -303,6 +303,8 @@ def _parse_study_value(value, where: str, p: Param):
         if not isinstance(value, str) or len(value) > 200 or not value.isprintable():
             raise RecipeError(where, f"{_short(value)} is not printable text of at most 200 characters")
         return value
+    if isinstance(value, FrozenDict):
+        return value
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):  # object
         raise RecipeError(where, f"{_short(value)} is not an object like {{\"epochs\": 2}}")
     return FrozenDict(tuple(sorted(value.items())))
