@@ -102,22 +102,22 @@ def advance(record: dict, backend: Backend) -> Step:
 
     # 1. the runs' states
     for e in list(runs):
-        if e["state"] in RUN_FINAL:
-            continue
-        o = backend.outcome(e["run"])
-        if (o.state, o.error) != (e["state"], e.get("error")):
-            step.changed = True
-        e["state"], e["error"] = o.state, o.error
-        if o.state == "succeeded":
-            step.events.append(f"run {e['label']} ({e['run']}) succeeded")
-        elif o.state == "failed" and worker_lost(o.error) and retries.get(e["key"], 1) < MAX_ATTEMPTS:
+        if e["state"] not in RUN_FINAL:
+            o = backend.outcome(e["run"])
+            if (o.state, o.error) != (e["state"], e.get("error")):
+                step.changed = True
+                if o.state == "succeeded":
+                    step.events.append(f"run {e['label']} ({e['run']}) succeeded")
+            e["state"], e["error"] = o.state, o.error
+        if e["state"] == "failed" and worker_lost(e.get("error")) and retries.get(e["key"], 1) < MAX_ATTEMPTS:
             retries[e["key"]] = retries.get(e["key"], 1) + 1
             runs.remove(e)  # planned again below, as a new run
-            step.events.append(f"run {e['label']} ({e['run']}) lost its worker ({o.error}); starting it again "
+            step.changed = True
+            step.events.append(f"run {e['label']} ({e['run']}) lost its worker ({e['error']}); starting it again "
                                f"(attempt {retries[e['key']]} of {MAX_ATTEMPTS})")
-        elif o.state in ("failed", "cancelled"):
-            how = "was cancelled" if o.state == "cancelled" else "failed"
-            return fail(step, backend, f"run {e['label']} ({e['run']}) {how}: {o.error or 'no reason recorded'}")
+        elif e["state"] in ("failed", "cancelled"):
+            how = "was cancelled" if e["state"] == "cancelled" else "failed"
+            return fail(step, backend, f"run {e['label']} ({e['run']}) {how}: {e.get('error') or 'no reason recorded'}")
 
     # 2. what the plan allows now
     outcomes = {e["key"]: Outcome(e["key"], e["state"], backend.run_dir(e["run"]), e.get("error"), e["run"])

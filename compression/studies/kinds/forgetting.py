@@ -5,7 +5,9 @@ compressed model at every level (pruning's final sparsity by default). For each 
 the change in mean recall, the same change minus the change in overall accuracy (a class is hit
 harder than the model when it is negative), and the two-sided Welch t-test p-value of the
 normalised recalls across the two populations (compression/studies/stats.py); a class is flagged
-when its p-value, adjusted by the chosen multiple-comparison correction, is below ``p_threshold``.
+when its p-value, adjusted by the chosen multiple-comparison correction, is below ``p_threshold``
+(both ways: a class spared while the model loses accuracy is significant too); the flagged classes
+with a negative normalised change are the ones compression forgets.
 The pruning-identified exemplars (PIEs) of a level are the test samples whose modal label differs
 between the two populations; their count, indices and the accuracy of both populations on PIEs
 and on the rest are reported, with a gallery of the first ones.
@@ -43,11 +45,12 @@ class ForgettingSpec(StudySpec):
                                   "strength (prune: final_sparsity)", kind="text", nullable=True, advanced=True)
     levels: tuple = param((0.5, 0.9), "the compression levels (prune: sparsities), each a population of compressed "
                           "models", kind="float_list", lo=0, hi=1e6, max_items=8)
-    epochs: int = param(2, "fine-tuning epochs of each compressed model", lo=1, hi=1000, unit="epochs")
+    epochs: int = param(2, "fine-tuning epochs of each compressed model", lo=1, hi=1000, unit="epochs",
+                        label="Fine-tuning epochs")
     step: FrozenDict = param(FrozenDict(()), "other fields of every compressed model's step", kind="object",
                              advanced=True)
     p_threshold: float = param(0.05, "a class is significantly impacted when its (adjusted) p-value is below this",
-                               lo=0, hi=1, lo_open=True, hi_open=True)
+                               lo=0, hi=1, lo_open=True, hi_open=True, label="p-value threshold")
     correction: str = param("holm", "the multiple-comparison correction across the classes of a level: none, "
                             "bonferroni, holm (default) or bh (Benjamini-Hochberg)", kind="name",
                             choices=corrections)
@@ -151,6 +154,8 @@ class Forgetting(StudyKind):
                 "level": level, "accuracy_mean": round(float(comp_acc.mean()), 6),
                 "accuracy_std": round(float(comp_acc.std(ddof=1)), 6), "accuracy_change": round(acc_change, 6),
                 "classes": classes, "significant_classes": [c["class"] for c in classes if c["significant"]],
+                # significant and hit harder than the model as a whole: what compression forgets
+                "forgotten_classes": [c["class"] for c in classes if c["significant"] and c["normalised_change"] < 0],
                 "pie_count": int(len(pie)), "pie_share": round(len(pie) / len(y), 6),
                 "pie_indices": [int(i) for i in pie],
                 "pie_accuracy": {"baseline": acc_on(base, pie), "compressed": acc_on(comp, pie)},

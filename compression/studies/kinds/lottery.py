@@ -33,7 +33,7 @@ class LotterySpec(StudySpec):
     rounds: int = param(5, "pruning rounds; after r rounds a fully connected layer keeps (1 - rate)^r of its "
                         "weights", lo=1, hi=30, unit="rounds")
     rate: float = param(0.2, "share of each layer's surviving weights pruned per round (the paper: 20%)", lo=0, hi=1,
-                        lo_open=True, hi_open=True, unit="fraction")
+                        lo_open=True, hi_open=True, unit="fraction", label="Pruned per round")
     output_rate: float | None = param(None, "the output layer's rate per round; null: half of rate, as in the paper",
                                       kind="float", lo=0, hi=1, lo_open=True, hi_open=True, nullable=True,
                                       unit="fraction", advanced=True)
@@ -42,7 +42,7 @@ class LotterySpec(StudySpec):
     rewind_iteration: int = param(500, "late rewinding: the training iteration whose weights the survivors "
                                   "restart from", lo=1, hi=10**7, unit="iterations", show_if=("rewind", "iteration"))
     epochs: int = param(2, "training epochs of each round's runs (the baseline trains as its own spec says; give "
-                        "it as many for a fair round 0)", lo=1, hi=1000, unit="epochs")
+                        "it as many for a fair round 0)", lo=1, hi=1000, unit="epochs", label="Epochs per round")
     batch_size: int = param(60, "samples per optimizer step (the paper: 60)", lo=1, hi=65536, unit="samples")
     learning_rate: float = param(1.2e-3, "Adam's learning rate (the paper: 0.0012)", lo=0, hi=1, lo_open=True)
     controls: bool = param(True, "train the reinit and random-mask controls at every round (3 runs a round "

@@ -30,7 +30,8 @@ class RobustnessSpec(StudySpec):
     parameter: str | None = param(None, "the numeric step parameter the level sets; null: the method's declared "
                                   "strength (prune: final_sparsity)", kind="text", nullable=True, advanced=True)
     level: float = param(0.9, "the compression level of the compressed model (prune: its sparsity)", lo=0, hi=1e6)
-    epochs: int = param(2, "fine-tuning epochs of the compressed model", lo=1, hi=1000, unit="epochs")
+    epochs: int = param(2, "fine-tuning epochs of the compressed model", lo=1, hi=1000, unit="epochs",
+                        label="Fine-tuning epochs")
     step: FrozenDict = param(FrozenDict(()), "other fields of the compressed model's step", kind="object",
                              advanced=True)
     corruptions: tuple = param(tuple(cx.names()), "the corruptions to apply", kind="names",

@@ -32,9 +32,10 @@ class SensitivitySpec(StudySpec):
                               "each", kind="float_list", lo=0, hi=1, hi_open=True, max_items=16)
     layers: tuple | None = param(None, "the layers to test; null: every layer with weights", kind="names",
                                  nullable=True, max_items=200)
-    epochs: int = param(1, "fine-tuning epochs of each run", lo=1, hi=1000, unit="epochs")
+    epochs: int = param(1, "fine-tuning epochs of each run", lo=1, hi=1000, unit="epochs", label="Fine-tuning epochs")
     max_drop_pts: float = param(1.0, "the suggested per-layer targets keep the total accuracy drop within this "
-                                "many percentage points", lo=0, hi=100, unit="points")
+                                "many percentage points", lo=0, hi=100, unit="points",
+                                label="Accuracy drop allowed (points)")
 
     def check(self) -> None:
         method, name = method_strength(METHOD, None)

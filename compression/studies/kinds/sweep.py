@@ -48,11 +48,11 @@ class SweepSpec(StudySpec):
     levels: tuple = param(DEFAULT_LEVELS, "the strengths to run, one run each (prune: sparsities, cluster: "
                           "clusters per layer, e.g. 256, 64, 16, 8, 4, 2)", kind="float_list", lo=0, hi=1e6,
                           max_items=32)
-    epochs: int = param(2, "fine-tuning epochs of each run", lo=1, hi=1000, unit="epochs")
+    epochs: int = param(2, "fine-tuning epochs of each run", lo=1, hi=1000, unit="epochs", label="Fine-tuning epochs")
     step: FrozenDict = param(FrozenDict(()), "other fields of every run's step, e.g. {\"batch_size\": 32}",
                              kind="object", advanced=True)
     tolerance_pts: float = param(1.0, "the redundancy threshold keeps the accuracy within this many percentage "
-                                 "points of the baseline's", lo=0, hi=100, unit="points")
+                                 "points of the baseline's", lo=0, hi=100, unit="points", label="Tolerance (accuracy points)")
     export: ExportMode = param(ExportMode.INT8_DYNAMIC, "how every run exports its file (the sizes on the chart "
                                "are of these files)")
 
