@@ -9,6 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -80,7 +81,7 @@ def test_each_kinds_figures_are_charts_with_their_numbers_in_a_table(kind):
     for fig in figs:
         spec = fig.chart.to_dict()
         assert spec["$schema"].startswith("https://vega.github.io/schema/vega-lite/")
-        assert not fig.table.empty and all(isinstance(v, (str, int)) for v in fig.table.iloc[0])
+        assert not fig.table.empty and all(isinstance(v, (str, int, np.integer)) for v in fig.table.iloc[0])
     if kind == "sweep":
         assert list(figs[0].table["level"]) == ["baseline"] + [f"{p['level']:g}" for p in study["points"]]
         assert list(figs[0].table["accuracy"])[1:] == [f"{p['accuracy']:.2%}" for p in study["points"]]

@@ -289,11 +289,17 @@ def _downloads(study: dict):
 
 
 def _gallery(images, captions, columns: int = 8):
+    """Small images scaled up without smoothing (an 8x8 digit stays sharp), in rows of ``columns``."""
+    import numpy as np
+
     if images is None or not len(images):
         return
     cols = st.columns(columns)
     for i, (img, cap) in enumerate(zip(images, captions)):
-        cols[i % columns].image(img, caption=cap, width=84)
+        img = np.asarray(img)
+        k = max(1, 72 // max(img.shape[:2]))
+        big = np.kron(img, np.ones((k, k) + (1,) * (img.ndim - 2), dtype=img.dtype)) if k > 1 else img
+        cols[i % columns].image(big, caption=cap, width=72)
 
 
 def _extras(study: dict):
@@ -337,7 +343,7 @@ def _extras(study: dict):
         images, labels = arrays.get("examples/images"), arrays.get("examples/labels")
         if images is not None and labels is not None:
             st.subheader("One test image under each corruption")
-            _gallery(images, [str(x) for x in labels], columns=11)
+            _gallery(images, [str(x) for x in labels], columns=8)
     elif kind == "lottery":
         rows = [r for r in study.get("rounds") or [] if r.get("ticket_run") and str(r["ticket_run"])[:1].isdigit()]
         if rows:

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -98,8 +99,11 @@ class LocalBackend:
             self.progress(dict(event, fraction=min(1.0, (self.done + frac) / total),
                                message=f"run {index}/{total} {label}: {event.get('message') or ''}"))
 
+        rec.log(self.out, f"running {ref} ({_esc(label)})")
+        t0, c0 = time.monotonic(), time.process_time()
         try:
             run_recipe(Recipe.from_dict(recipe), folder, progress)
+            rec.log(self.out, f"finished {ref} in {time.monotonic() - t0:.0f} s ({time.process_time() - c0:.0f} s CPU)")
         except (KeyboardInterrupt, Cancelled):
             raise
         except UserError as e:

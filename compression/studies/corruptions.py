@@ -85,11 +85,11 @@ def _rotate(x, degrees, rng):
 def _zoom(x, factor, rng):
     from PIL import Image
 
-    def zoom(im):
+    def zoom(im):  # an exact zoom about the centre (no rounding of the enlarged size on small images)
         w, h = im.size
-        big = im.resize((max(1, int(round(w * factor))), max(1, int(round(h * factor)))), Image.BILINEAR)
-        left, top = (big.size[0] - w) // 2, (big.size[1] - h) // 2
-        return big.crop((left, top, left + w, top + h))
+        cx, cy = w / 2.0, h / 2.0
+        return im.transform((w, h), Image.AFFINE, (1 / factor, 0, cx - cx / factor, 0, 1 / factor, cy - cy / factor),
+                            resample=Image.BILINEAR)
 
     return _per_image(x, zoom)
 

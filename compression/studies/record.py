@@ -38,21 +38,22 @@ def new_study_id() -> str:
     return "s-" + new_job_id()
 
 
-def studies_dir(home: str | os.PathLike | None = None) -> Path:
+def studies_dir(home: str | os.PathLike | None = None, create: bool = True) -> Path:
     path = home_dir(home) / "studies"
-    path.mkdir(exist_ok=True)
+    if create:
+        path.mkdir(exist_ok=True)
     return path
 
 
 def study_dir(study_id: str, home: str | os.PathLike | None = None) -> Path:
     if not is_study_id(study_id):
         raise ValueError(f"{study_id!r} is not a study id (expected e.g. s-20260101-120000-a1b2c3)")
-    return studies_dir(home) / study_id
+    return studies_dir(home, create=False) / study_id
 
 
 def list_study_ids(home: str | os.PathLike | None = None) -> list[str]:
     try:
-        names = os.listdir(studies_dir(home))
+        names = os.listdir(studies_dir(home, create=False))
     except FileNotFoundError:
         return []
     return sorted((n for n in names if is_study_id(n)), reverse=True)

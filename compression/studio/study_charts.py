@@ -17,8 +17,7 @@ import pandas as pd
 
 from compression.studio.charts import human_bytes
 
-NETWORKS = {"ticket": "winning ticket", "reinit": "reinit (same mask, new weights)",
-            "random_mask": "random mask (same size)"}
+NETWORKS = {"ticket": "winning ticket", "reinit": "reinit", "random_mask": "random mask"}
 NETWORK_COLORS = ["#1f77b4", "#e45756", "#9e9e9e"]
 
 
@@ -143,7 +142,7 @@ def sensitivity_chart(df: pd.DataFrame, study: dict) -> alt.LayerChart:
            alt.Tooltip("accuracy:Q", format=".2%"), alt.Tooltip("suggested:N")]
     x = alt.X("sparsity:Q", title="sparsity of the one pruned layer", axis=alt.Axis(format="%"),
               scale=alt.Scale(zero=False))
-    y = alt.Y("accuracy:Q", title="test accuracy (the other layers dense)", axis=alt.Axis(format="%"),
+    y = alt.Y("accuracy:Q", title="test accuracy", axis=alt.Axis(format="%"),
               scale=alt.Scale(zero=False))
     color = alt.Color("layer:N", sort=layers, title="layer", legend=alt.Legend(orient="bottom"))
     out = [alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=60, filled=True)).encode(x=x, y=y, color=color,
@@ -162,7 +161,7 @@ def sensitivity_table(df: pd.DataFrame) -> pd.DataFrame:
     wide = df.pivot_table(index="layer", columns="sparsity", values="accuracy", sort=False)
     out = pd.DataFrame({"layer": list(wide.index)})
     for s in wide.columns:
-        out[f"{s:g}"] = [_pct(v) for v in wide[s]]
+        out[f"at {s:g}"] = [_pct(v) for v in wide[s]]
     return out
 
 
@@ -191,16 +190,19 @@ def lottery_df(study: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["round", "remaining", "network", "accuracy", "early_stop_iteration", "run"])
 
 
-def _remaining_x() -> alt.X:
-    return alt.X("remaining:Q", title="weights remaining (log; read from the ticket's file)",
-                 scale=alt.Scale(type="log", reverse=True), axis=alt.Axis(format="%"))
+def _remaining_x(df: pd.DataFrame) -> alt.X:
+    values = df["remaining"].dropna()
+    lo = float(values.min()) if len(values) else 0.01
+    return alt.X("remaining:Q", title="weights remaining (log scale; read from the ticket's file)",
+                 scale=alt.Scale(type="log", reverse=True, domain=[lo * 0.9, 1.0], nice=False),
+                 axis=alt.Axis(format=".0%", values=sorted(set(round(v, 3) for v in values))))
 
 
 def lottery_accuracy_chart(df: pd.DataFrame) -> alt.Chart:
     nets = [v for v in NETWORKS.values() if v in set(df["network"])]
     return alt.Chart(df).mark_line(
         point=alt.OverlayMarkDef(size=60, filled=True)).encode(
-        x=_remaining_x(), y=alt.Y("accuracy:Q", title="test accuracy (exported file)", axis=alt.Axis(format="%"),
+        x=_remaining_x(df), y=alt.Y("accuracy:Q", title="test accuracy (exported file)", axis=alt.Axis(format="%"),
                                   scale=alt.Scale(zero=False)),
         color=alt.Color("network:N", sort=nets, scale=alt.Scale(domain=list(NETWORKS.values()), range=NETWORK_COLORS),
                         title=None, legend=alt.Legend(orient="bottom", labelLimit=300)),
@@ -212,7 +214,7 @@ def lottery_accuracy_chart(df: pd.DataFrame) -> alt.Chart:
 def lottery_stop_chart(df: pd.DataFrame) -> alt.Chart:
     data = df[df["early_stop_iteration"].notna()]
     return alt.Chart(data).mark_line(point=alt.OverlayMarkDef(size=60, filled=True)).encode(
-        x=_remaining_x(), y=alt.Y("early_stop_iteration:Q", title="early-stopping iteration"),
+        x=_remaining_x(data), y=alt.Y("early_stop_iteration:Q", title="early-stopping iteration"),
         color=alt.Color("network:N", scale=alt.Scale(domain=list(NETWORKS.values()), range=NETWORK_COLORS), title=None,
                         legend=alt.Legend(orient="bottom", labelLimit=300)),
         tooltip=[alt.Tooltip("round:Q"), alt.Tooltip("network:N"), alt.Tooltip("remaining:Q", format=".1%"),
@@ -361,6 +363,19 @@ def robustness_table(study: dict) -> pd.DataFrame:
                          "gap (pts)": [_num(r.get("gap", 0) * 100, "{:+.2f}") for r in rows]})
 
 
+def robustness_gap_table(study: dict) -> pd.DataFrame:
+    """Corruption by severity: the gap in points (baseline minus compressed)."""
+    rows = study.get("corruptions") or []
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    severities = sorted({r["severity"] for r in rows})
+    gap = {(r["name"], r["severity"]): r.get("gap") for r in rows}
+    out = pd.DataFrame({"corruption": names})
+    for s in severities:
+        out[f"severity {s}" if s else "clean"] = [_num(None if gap.get((n, s)) is None else gap[(n, s)] * 100,
+                                                       "{:+.2f}") if (n, s) in gap else "" for n in names]
+    return out
+
+
 # --- every figure of a study -----------------------------------------------------------------------------------
 
 
@@ -407,8 +422,8 @@ def figures(study: dict) -> list[Figure]:
         return [Figure("Accuracy per corruption and severity", robustness_chart(df), robustness_table(study),
                        (study.get("measured") or "") + "; severity 0 is the clean test split."),
                 Figure("The gap: what compression costs under each corruption", robustness_gap_chart(df),
-                       robustness_table(study), "Baseline minus compressed accuracy; red: the compressed model "
-                                                "loses more.")]
+                       robustness_gap_table(study), "Baseline minus compressed accuracy, in points; red: the compressed "
+                                                    "model loses more.")]
     return []
 
 
