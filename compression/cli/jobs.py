@@ -156,38 +156,27 @@ def cmd_submit(args) -> int:
 
     what = _load_submission(args.recipe)
     base_dir = os.path.dirname(os.path.abspath(args.recipe))
-    if isinstance(what, studies.StudySpec):
-        return _submit_study(args, what, base_dir)
-    job_id = jobs.submit(what, args.home, base_dir=base_dir)
-    print(job_id, flush=True)
+    if isinstance(what, studies.StudySpec):  # a study: its runs are queued as it goes
+        ident = studies.submit_study(what, args.home, base_dir=base_dir)
+        print(ident, flush=True)
+        print(f"{what.kind} study: {studies.study_cost(what).text}", file=sys.stderr)
+    else:
+        ident = jobs.submit(what, args.home, base_dir=base_dir)
+        print(ident, flush=True)
     if args.start_worker:
         jobs.ensure_worker(args.home)
     elif not jobs.worker_running(args.home) and jobs.queue_url() == "sqlite":
         print("note: no worker runs for this workspace; start one with: python -m compression worker",
               file=sys.stderr)
     if args.wait:
-        rec = jobs.wait(job_id, args.home)
-        print(f"{rec.state}: {safe(rec.error or rec.message)}", file=sys.stderr)
-        return 0 if rec.state == "succeeded" else 1
-    return 0
-
-
-def _submit_study(args, spec, base_dir) -> int:
-    from compression import jobs
-    from compression.jobs import studies
-
-    study_id = studies.submit_study(spec, args.home, base_dir=base_dir)
-    print(study_id, flush=True)
-    print(f"{spec.kind} study: {studies.study_cost(spec).text}", file=sys.stderr)
-    if args.start_worker:
-        jobs.ensure_worker(args.home)
-    elif not jobs.worker_running(args.home) and jobs.queue_url() == "sqlite":
-        print("note: no worker runs for this workspace; start one with: python -m compression worker",
-              file=sys.stderr)
-    if args.wait:
-        record = studies.wait_study(study_id, args.home)
-        print(f"{record['state']}: {safe(record.get('error') or record.get('message'))}", file=sys.stderr)
-        return 0 if record["state"] == "succeeded" else 1
+        if isinstance(what, studies.StudySpec):
+            record = studies.wait_study(ident, args.home)
+            state, why = record["state"], record.get("error") or record.get("message")
+        else:
+            rec = jobs.wait(ident, args.home)
+            state, why = rec.state, rec.error or rec.message
+        print(f"{state}: {safe(why)}", file=sys.stderr)
+        return 0 if state == "succeeded" else 1
     return 0
 
 

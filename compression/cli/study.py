@@ -268,6 +268,7 @@ def summary(record: dict) -> str:
 
 def cmd_studies(args) -> int:
     from compression import studies
+    from compression.cli.main import param_line
 
     catalogue = studies.catalogue()
     if args.json:
@@ -278,15 +279,7 @@ def cmd_studies(args) -> int:
         print(f"  {k['help']}")
         print("  every spec: kind, name, dataset, baseline, max_train_samples (as in recipes)")
         for name, p in k["params"].items():
-            bounds = ""
-            if "choices" in p:
-                bounds = " one of " + ", ".join(p["choices"])
-            elif "min" in p or "max" in p:
-                lo = ("(" if p.get("min_open") else "[") + (f"{p['min']:g}" if "min" in p else "-inf")
-                hi = (f"{p['max']:g}" if "max" in p else "inf") + (")" if p.get("max_open") else "]")
-                bounds = f" in {lo}, {hi}"
-            unit = f" {p['unit']}" if p.get("unit") else ""
-            print(f"    {name} ({p['kind']}{unit}, default {json.dumps(p['default'])}{bounds}): {p['help']}")
+            print(param_line(name, p))
         print()
     return 0
 

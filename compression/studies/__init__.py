@@ -17,7 +17,7 @@ from pathlib import Path
 from compression.errors import RecipeError
 from compression.recipe.registry import Registry
 from compression.studies import kinds as _kinds
-from compression.studies.kind import Cost, StudyKind, StudySpec
+from compression.studies.kind import MAX_RUNS, Cost, StudyKind, StudySpec
 
 
 def _check(kind: StudyKind) -> None:
@@ -58,6 +58,10 @@ def parse_spec(data, base_dir: str | Path | None = None, check_paths: bool = Tru
     kind = get(data["kind"])
     data = _absolute(data, base_dir)
     spec = kind.spec_type.from_dict(data)
+    runs = kind.cost(spec).runs
+    if runs is not None and runs > MAX_RUNS:
+        raise RecipeError("", f"this {kind.name} study would run {runs} runs; at most {MAX_RUNS} (fewer levels, "
+                              "seeds or rounds)")
     if check_paths:
         from compression.store.workspace import resolve_recipe_paths
 

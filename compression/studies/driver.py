@@ -23,7 +23,7 @@ from compression.errors import RecipeError, UserError
 from compression.recipe import Recipe
 from compression.store.workspace import now_iso, resolve_recipe_paths
 from compression.studies import get
-from compression.studies.kind import Outcome, Results
+from compression.studies.kind import MAX_RUNS, Outcome, Results
 from compression.studies.record import recipe_hash
 
 MAX_ATTEMPTS = 3
@@ -127,6 +127,8 @@ def advance(record: dict, backend: Backend) -> Step:
         planned = kind.plan(spec, results)
     except UserError as err:
         return fail(step, backend, str(err))
+    if len(planned) > MAX_RUNS:
+        return fail(step, backend, f"it would run {len(planned)} runs; at most {MAX_RUNS} (fewer layers or levels)")
     known = {e["key"] for e in runs}
     for p in planned:
         if p.key in known:

@@ -252,7 +252,6 @@ def forgetting_df(study: dict) -> pd.DataFrame:
 
 
 def forgetting_chart(df: pd.DataFrame, study: dict) -> alt.Chart:
-    t = study.get("test") or {}
     classes = list(dict.fromkeys(df["class"]))
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("class:N", sort=classes, title="class", axis=alt.Axis(labelAngle=0)),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compression.errors import RecipeError
 from compression.recipe import figures, methods
 from compression.recipe.choices import ExportMode
 from compression.recipe.params import FrozenDict, param
