@@ -79,7 +79,7 @@ def test_the_quick_forgetting_study_tests_every_digit(tmp_path):
     assert level["pie_count"] == len(level["pie_indices"])
     assert record["test"] == {**record["test"], "p_threshold": 0.05, "correction": "holm"}
     arrays = np.load(out / "study.npz")
-    assert len(arrays["level-0.9/index"]) == min(32, level["pie_count"])
+    assert len(arrays["level-0.8/index"]) == min(32, level["pie_count"])
 
 
 def test_the_quick_sensitivity_study_writes_its_suggested_recipe(tmp_path):

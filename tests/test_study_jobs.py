@@ -173,7 +173,7 @@ def test_the_command_line_submits_lists_shows_and_refuses_studies(home, npz, tmp
     study_id = out.stdout.strip()
     assert rec.is_study_id(study_id) and "2 runs" in out.stderr
     listing = cli("jobs")
-    assert listing.returncode == 0 and study_id in listing.stdout and "sweep 0/2 runs" in listing.stdout
+    assert listing.returncode == 0 and study_id in listing.stdout and "sweep 0/2 " in listing.stdout
     status = json.loads(cli("status", study_id).stdout)
     assert status["kind"] == "sweep" and status["runs"][0]["key"] == "baseline"
     assert "submitted sweep study" in cli("logs", study_id).stdout

@@ -182,7 +182,7 @@ def cmd_submit(args) -> int:
 
 def _study_row(record: dict) -> str:
     p = record.get("progress") or {}
-    runs = f"{p.get('done', 0)}/{p.get('planned', '?')} runs"
+    runs = f"{p.get('done', 0)}/{p.get('planned', '?')}"
     frac = p.get("done", 0) / max(1, p.get("planned") or 1)
     created = safe(record.get("created_at") or "")[:19].replace("T", " ")
     return (f"{safe(record.get('id')):24} {safe(record.get('state')):10} {frac:5.0%} "

@@ -35,8 +35,7 @@ def study_report_html(study: dict) -> str:
         specs.append(fig.chart.to_dict())
     p = study.get("progress") or {}
     cards = [("Kind", str(study.get("kind"))), ("State", str(study.get("state"))),
-             ("Runs", f"{p.get('done', 0)} of {p.get('planned', '?')}"),
-             ("Cost", str((study.get("cost") or {}).get("text", "–")))]
+             ("Runs", f"{p.get('done', 0)} of {p.get('planned', '?')}")]
     extra = ""
     if study.get("kind") == "sensitivity" and study.get("state") == "succeeded":
         extra = "<h2>Suggested per-layer sparsity</h2>" + _p((study.get("suggestion") or {}).get("rule")) + \
@@ -46,6 +45,7 @@ def study_report_html(study: dict) -> str:
             f"{html.escape(str(study.get('message', '')))}</p>" + error
             + '<div class="cards">' + "".join(f'<div class="card">{html.escape(k)}<b>{html.escape(v)}</b></div>'
                                               for k, v in cards) + "</div>"
+            + _p("Cost: " + str((study.get("cost") or {}).get("text", "–")))
             + "".join(chart_divs) + extra
             + "<h2>Runs</h2>" + report_html._table(runs_table(study))
             + "<h2>Spec</h2><pre>" + html.escape(json.dumps(study.get("spec") or {}, indent=2)) + "</pre>")
