@@ -5,6 +5,7 @@ worker is back, cancelling it cancels its queued and running runs, and identical
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -180,3 +181,24 @@ def test_the_command_line_submits_lists_shows_and_refuses_studies(home, npz, tmp
     only = json.loads(cli("jobs", "--json", "--study", study_id).stdout)
     assert [r["id"] for r in only] == [status["runs"][0]["run"]]
     assert cli("status", "s-nothing").returncode == 2
+
+
+def test_a_studys_runs_time_latency_at_once_and_other_jobs_wait_for_a_quiet_machine(home, npz, monkeypatch):
+    from compression.jobs import execute
+
+    from jobhelpers import tiny_recipe
+
+    monkeypatch.setenv("COMPRESSION_LATENCY_WAIT_S", "300")
+    seen = {}
+
+    def runner(recipe, folder, progress):
+        seen[recipe.name] = os.environ.get("COMPRESSION_LATENCY_WAIT_S")
+        return {}
+
+    tagged = jobs.submit(tiny_recipe(npz, "of a study"), home, studies=["s-20260101-000000-abcdef"])
+    plain = jobs.submit(tiny_recipe(npz, "alone"), home)
+    for job_id in (tagged, plain):
+        assert execute.execute_job(job_id, home, runner=runner, capture_output=False) == "succeeded"
+    assert seen == {"of a study": "0", "alone": "300"}
+    assert os.environ["COMPRESSION_LATENCY_WAIT_S"] == "300"
+    assert rec.read_tags(workspace.run_dir(tagged, home)) == ["s-20260101-000000-abcdef"]
