@@ -56,7 +56,7 @@ def sweep_accuracy_chart(df: pd.DataFrame, study: dict) -> alt.LayerChart:
     base = (study.get("baseline") or {}).get("accuracy")
     label = study.get("measured_label") or "strength"
     x = alt.X("strength:Q", title=f"{study.get('parameter', 'strength')}: {label}", scale=alt.Scale(zero=False))
-    y = alt.Y("accuracy:Q", title="test accuracy (exported file)", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False))
+    y = alt.Y("accuracy:Q", title="test accuracy", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False))
     tip = [alt.Tooltip("level:Q", title="level set"), alt.Tooltip("measured:Q", title="measured", format=".4g"),
            alt.Tooltip("accuracy:Q", format=".2%"), alt.Tooltip("threshold:N", title="redundancy threshold")]
     line = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=70, filled=True)).encode(x=x, y=y, tooltip=tip)
@@ -202,7 +202,7 @@ def lottery_accuracy_chart(df: pd.DataFrame) -> alt.Chart:
     nets = [v for v in NETWORKS.values() if v in set(df["network"])]
     return alt.Chart(df).mark_line(
         point=alt.OverlayMarkDef(size=60, filled=True)).encode(
-        x=_remaining_x(df), y=alt.Y("accuracy:Q", title="test accuracy (exported file)", axis=alt.Axis(format="%"),
+        x=_remaining_x(df), y=alt.Y("accuracy:Q", title="test accuracy", axis=alt.Axis(format="%"),
                                   scale=alt.Scale(zero=False)),
         color=alt.Color("network:N", sort=nets, scale=alt.Scale(domain=list(NETWORKS.values()), range=NETWORK_COLORS),
                         title=None, legend=alt.Legend(orient="bottom", labelLimit=300)),
