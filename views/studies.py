@@ -19,8 +19,12 @@ STATE_COLORS = {"running": "blue", "succeeded": "green", "failed": "red", "cance
 
 
 def _md(text) -> str:
-    """Text shown inside Markdown, with Markdown's own characters escaped."""
-    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>~$" else c for c in str(text))
+    """Text shown inside Markdown (names, messages), with Markdown's and Streamlit's own characters escaped."""
+    import re
+
+    text = "".join("\\" + c if c in "\\`*_{}[]()#+!|<>~$:" else c for c in str(text))
+    text = re.sub(r"^(\d+)\.", r"\1\\.", text)  # "1. " would start a list
+    return "\\" + text if text[:1] in ("-", "=") else text
 
 
 def _badge(study: dict) -> str:
@@ -184,7 +188,7 @@ def _creator(jobs: list[dict]):
     try:
         parsed = kinds.parse_spec(spec)
     except UserError as e:
-        st.error(str(e), icon=REFUSED_ICON)
+        st.error(_md(e), icon=REFUSED_ICON)
         return
     cost = kinds.cost(parsed)
     st.info(f"This study will cost {cost.text}.", icon=":material/functions:")
@@ -218,7 +222,7 @@ def _cancel(study_id: str):
 def _progress(study: dict):
     p = study.get("progress") or {}
     done, planned = int(p.get("done") or 0), max(1, int(p.get("planned") or 1))
-    st.progress(min(1.0, done / planned), text=f"{done} of {planned} runs done · {study.get('message', '')}")
+    st.progress(min(1.0, done / planned), text=f"{done} of {planned} runs done · {_md(study.get('message', ''))}")
 
 
 def _list():
@@ -246,7 +250,7 @@ def _list():
                 if s.get("state") == "running":
                     _progress(s)
                 elif s.get("state") == "failed":
-                    st.error(s.get("error") or "failed", icon=FAILED_ICON)
+                    st.error(_md(s.get("error") or "failed"), icon=FAILED_ICON)
 
     panel()
 
@@ -266,7 +270,7 @@ def _runs_section(study: dict):
         st.dataframe(_runs_df(study), hide_index=True, width="stretch")
         for e in runs[:60]:
             if e.get("state") == "succeeded" and e["run"] in ids:
-                st.page_link(PAGES["results"], label=f"{e.get('label')} · {e['run']}", icon=":material/insights:",
+                st.page_link(PAGES["results"], label=f"{_md(e.get('label'))} · {e['run']}", icon=":material/insights:",
                              query_params={"run": e["run"]})
 
 
@@ -358,12 +362,12 @@ def _one(study_id: str):
     try:
         study = studies.get_study(study_id)
     except UserError as e:
-        st.warning(f"{e}. Pick a study below.")
+        st.warning(f"{_md(e)}. Pick a study below.")
         st.query_params.pop("study", None)
         return False
     st.page_link(PAGES["studies"], label="All studies", icon=":material/arrow_back:")
     title = kinds.get(study["kind"]).title if kinds.find(study["kind"]) else study["kind"]
-    st.header(f"{study.get('name')}")
+    st.header(_md(study.get("name")))
     st.markdown(f"{_badge(study)} · {_md(title)} · `{study['id']}` · {_md((study.get('cost') or {}).get('text', ''))}")
 
     if study.get("state") == "running":
@@ -380,9 +384,9 @@ def _one(study_id: str):
 
         live()
     elif study.get("state") == "failed":
-        st.error(study.get("error") or "The study failed.", icon=FAILED_ICON)
+        st.error(_md(study.get("error") or "The study failed."), icon=FAILED_ICON)
     elif study.get("state") == "cancelled":
-        st.warning(study.get("message") or "cancelled", icon=":material/block:")
+        st.warning(_md(study.get("message") or "cancelled"), icon=":material/block:")
     _downloads(study)
     for fig in study_charts.figures(study):
         st.subheader(fig.title)

@@ -207,7 +207,7 @@ def cmd_study(args) -> int:
     print(summary(record))
     if record["state"] != "succeeded":
         return _fail(f"the study {record['state']}: {record.get('error') or record.get('message')}", 1)
-    print(f"wrote {out / rec.STUDY_FILE} and {len(record['runs'])} run folders under {out / RUNS}")
+    print(f"wrote {_esc(out / rec.STUDY_FILE)} and {len(record['runs'])} run folders under {_esc(out / RUNS)}")
     if args.write_recipe:
         return write_recipe(record, Path(args.write_recipe))
     return 0
@@ -222,7 +222,7 @@ def write_recipe(record: dict, path: Path) -> int:
     except UserError as e:
         return _fail(str(e), 1)
     path.write_text(recipe.to_json() + "\n")
-    print(f"wrote {path}: prune {', '.join(f'{k} {v:g}' for k, v in record['suggested'].items())}")
+    print(f"wrote {_esc(path)}: prune {', '.join(f'{_esc(k)} {v:g}' for k, v in record['suggested'].items())}")
     return 0
 
 
