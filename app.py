@@ -34,6 +34,7 @@ st.navigation(
             st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
             st.Page("views/baseline.py", title="Baseline", icon=":material/model_training:"),
             st.Page("views/pipeline.py", title="Pipeline", icon=":material/tune:"),
+            st.Page("views/studies.py", title="Studies", icon=":material/science:"),
         ],
         "Results": [
             st.Page("views/runs.py", title="Runs", icon=":material/pending_actions:"),

@@ -24,6 +24,7 @@ LAYERS = (
     ("compression.inputs",),  # what users bring: limits, model files, npz files, datasets
     ("compression.recipe",),  # the schema: choices, parameters, registries, declarations, recipe, plan, figures
     ("compression.store",),  # the workspace and the one reader of run folders' results
+    ("compression.studies",),  # experiments over many runs: kinds' specs, plans and aggregates (no TF, no queue)
     ("compression.engine",),  # executes recipes: the only TensorFlow importer
     ("compression.jobs",),  # background jobs: records, queue, workers
     ("compression.studio",),  # what pages need: charts, health, reports, bundle, presets

@@ -84,7 +84,7 @@ def test_methods_lists_every_registered_method_and_exporter_from_the_registry():
     assert out.returncode == 0, out.stderr
     catalogue = json.loads(out.stdout)
     by_name = {m["name"]: m for m in catalogue["methods"]}
-    assert list(by_name) == ["prune", "cluster", "quantize", "pq"]
+    assert list(by_name) == ["prune", "lottery", "cluster", "quantize", "pq"]
     final = by_name["prune"]["params"]["final_sparsity"]
     assert final["default"] == 0.8 and final["min"] == 0 and final["max"] == 1 and final["max_open"]
     assert final["kind"] == "per_layer_float" and final["help"]

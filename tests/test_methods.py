@@ -71,6 +71,9 @@ TARGETS = {
     "pq": ({"block_size": 4, "codebook_size": 16, "pretrain_epochs": 0, "epochs": 1, "batch_size": 64,
             "kmeans_iterations": 5},
            lambda m: all(np.unique(blocks_of(k, 4), axis=0).shape[0] <= 16 for k in kernels(m).values())),
+    # a lottery round prunes half the survivors (a quarter in the output layer); reinit needs no initial weights
+    "lottery": ({"control": "reinit", "rate": 0.5, "epochs": 1, "batch_size": 32},
+                lambda m: [round(sparsity_of(k), 2) for k in kernels(m).values()] == [0.5, 0.5, 0.25]),
 }
 
 
@@ -335,3 +338,82 @@ def test_random_shifts_move_whole_images_and_fill_with_zeros():
     edge = np.ones((4, 8, 8, 1), np.float32)
     moved = training.shift_images(tf.constant(edge), 3).numpy()
     assert moved.min() == 0.0 or np.all(moved == 1.0)  # uncovered borders are zeros, never wrapped pixels
+
+
+# --- lottery tickets ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_init(ds):
+    """A trained baseline whose initial weights are known (as a studio-trained baseline's are)."""
+    model = models.build("lenet_300_100", ds.input_shape, ds.num_classes, seed=0)
+    initial = [w.copy() for w in model.get_weights()]
+    models.fit(model, ds, epochs=3, batch_size=32, learning_rate=1e-3)
+    return model, initial
+
+
+def lottery(model, ds, initial, seed=0, **kw) -> StepResult:
+    s = step("lottery", **{"epochs": 1, "batch_size": 32, **kw})
+    ctx = MethodContext(baseline=model, initial_weights=initial, earlier=[], variant="lottery", where="steps[0]",
+                        seed=seed)
+    return executors.get("lottery").apply(model, ds, s, ctx)
+
+
+def test_a_ticket_prunes_the_smallest_trained_weights_and_rewinds_the_rest_to_their_initial_values(ds, with_init):
+    model, initial = with_init
+    trained = kernels(model)
+    # a learning rate of 1e-9: after training, the weights are still where the rewind put them
+    result = lottery(model, ds, initial, rate=0.2, learning_rate=1e-9)
+    got = kernels(result.model)
+    init = {lw.name: w for lw, w in zip(metrics.keras_weights(model), initial[0::2])}
+    for name, k in got.items():
+        rate = 0.1 if name == "output" else 0.2
+        assert sparsity_of(k) == pytest.approx(rate, abs=0.002), name
+        kept = k != 0
+        # the pruned ones are the smallest trained magnitudes
+        assert np.abs(trained[name][~kept]).max() <= np.abs(trained[name][kept]).min()
+        np.testing.assert_allclose(k[kept], init[name][kept], atol=1e-6)
+    es = result.stats["early_stop"]
+    assert es["iterations"] == 9 and es["iteration"] in [t[0] for t in es["trace"]]
+    assert result.stats["sparsity"]["per_layer"]["output"]["rate"] == 0.1
+
+
+def test_a_second_round_prunes_inside_the_first_rounds_mask(ds, with_init):
+    model, initial = with_init
+    first = lottery(model, ds, initial, rate=0.5).model
+    second = lottery(first, ds, initial, rate=0.5).model
+    for name, k in kernels(second).items():
+        assert sparsity_of(k) == pytest.approx(0.75 if name != "output" else 1 - 0.75 ** 2, abs=0.003), name
+        assert not np.any((k != 0) & (kernels(first)[name] == 0)), "a pruned weight came back"
+
+
+def test_the_controls_keep_the_tickets_size_with_other_weights_or_another_mask(ds, with_init):
+    model, initial = with_init
+    ticket = kernels(lottery(model, ds, initial, rate=0.5, learning_rate=1e-9).model)
+    reinit = kernels(lottery(model, ds, initial, rate=0.5, learning_rate=1e-9, control="reinit", seed=3).model)
+    shuffled = kernels(lottery(model, ds, initial, rate=0.5, learning_rate=1e-9, control="random_mask").model)
+    for name in ticket:
+        assert np.array_equal(ticket[name] != 0, reinit[name] != 0), "reinit keeps the mask"
+        assert not np.allclose(ticket[name], reinit[name]), "with other weights"
+        assert np.count_nonzero(shuffled[name]) == np.count_nonzero(ticket[name]), "random mask: same size"
+        assert not np.array_equal(shuffled[name] != 0, ticket[name] != 0)
+
+
+def test_late_rewinding_restarts_from_the_dense_weights_after_k_iterations_and_a_ticket_needs_initial_weights(
+        ds, with_init):
+    from compression.engine.methods.lottery import LotteryExecutor
+    from compression.engine.models import fit, outputs_probabilities
+
+    model, initial = with_init
+    s = step("lottery", rewind="iteration", rewind_iteration=5, learning_rate=1e-2, batch_size=32)
+    ctx = MethodContext(baseline=model, initial_weights=initial, earlier=[], variant="lottery", where="steps[0]")
+    point = LotteryExecutor._late_rewind_point(model, initial, ds, s, ctx, fit, outputs_probabilities)
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(point, initial))
+    # Adam moves a weight by about the learning rate per step: 5 steps, not an epoch's 9
+    assert 0 < moved <= 6 * 1e-2
+    assert sparsity_of(kernels(lottery(model, ds, initial, rate=0.2, rewind="iteration",
+                                       rewind_iteration=5).model)["fc1"]) == pytest.approx(0.2, abs=0.002)
+    with pytest.raises(RecipeError, match=r"steps\[0\]\.rewind: needs the baseline's initial weights"):
+        lottery(model, ds, None)
+    with pytest.raises(RecipeError, match=r"steps\[0\]\.rewind"):
+        step("lottery", control="reinit", rewind="iteration")

@@ -24,7 +24,8 @@ from synthetic import add_collapsed_run, add_high_lr_run, make_workspace, page_e
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-VIEWS = ["views/home.py", "views/baseline.py", "views/pipeline.py", "views/runs.py", "views/results.py", "views/compare.py"]
+VIEWS = ["views/home.py", "views/baseline.py", "views/pipeline.py", "views/runs.py", "views/results.py", "views/compare.py",
+         "views/studies.py"]
 FORBIDDEN = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "keras")
 
 

@@ -51,7 +51,7 @@ def test_every_example_recipe_is_valid():
 @pytest.mark.parametrize(
     "data, field, words",
     [
-        ({**BASE, "steps": [{"method": "distill"}]}, "steps[0].method", "prune, cluster, quantize"),
+        ({**BASE, "steps": [{"method": "distill"}]}, "steps[0].method", "prune, lottery, cluster, quantize"),
         ({**BASE, "steps": [{"method": "prune", "final_sparsity": 1.0}]}, "steps[0].final_sparsity", "[0, 1)"),
         ({**BASE, "steps": [{"method": "prune", "initial_sparsity": -0.1}]}, "steps[0].initial_sparsity", "[0, 1)"),
         ({**BASE, "steps": [{"method": "cluster", "number_of_clusters": 0}]}, "steps[0].number_of_clusters", "2..256"),

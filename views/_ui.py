@@ -19,6 +19,7 @@ STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:
 PAGES = {
     "home": "views/home.py", "baseline": "views/baseline.py", "pipeline": "views/pipeline.py",
     "runs": "views/runs.py", "results": "views/results.py", "compare": "views/compare.py",
+    "studies": "views/studies.py",
 }
 
 

@@ -231,6 +231,21 @@ def methods_catalogue() -> dict:
             "exporters": [e.describe() for e in exporters.all_exporters()]}
 
 
+def param_line(name: str, p: dict) -> str:
+    """One declared parameter (``Param.describe()`` plus its default) as a line of ``methods`` and ``studies``."""
+    import json
+
+    bounds = ""
+    if "choices" in p:
+        bounds = " one of " + ", ".join(p["choices"])
+    elif "min" in p or "max" in p:
+        lo = ("(" if p.get("min_open") else "[") + (f"{p['min']:g}" if "min" in p else "-inf")
+        hi = (f"{p['max']:g}" if "max" in p else "inf") + (")" if p.get("max_open") else "]")
+        bounds = f" in {lo}, {hi}"
+    unit = f" {p['unit']}" if p.get("unit") else ""
+    return f"    {name} ({p['kind']}{unit}, default {json.dumps(p['default'])}{bounds}): {p['help']}"
+
+
 def cmd_methods(args) -> int:
     import json
 
@@ -244,16 +259,7 @@ def cmd_methods(args) -> int:
         if len(m["variants"]) > 1:
             print("  variants: " + "; ".join(f"{k} ({v})" for k, v in m["variants"].items()))
         for name, p in m["params"].items():
-            bounds = ""
-            if "choices" in p:
-                bounds = " one of " + ", ".join(p["choices"])
-            elif "min" in p or "max" in p:
-                lo = ("(" if p.get("min_open") else "[") + (f"{p['min']:g}" if "min" in p else "-inf")
-                hi = (f"{p['max']:g}" if "max" in p else "inf") + (")" if p.get("max_open") else "]")
-                bounds = f" in {lo}, {hi}"
-            unit = f" {p['unit']}" if p.get("unit") else ""
-            default = json.dumps(p["default"])
-            print(f"    {name} ({p['kind']}{unit}, default {default}{bounds}): {p['help']}")
+            print(param_line(name, p))
         print()
     print("exporters (the files a run writes, where they apply):")
     for e in catalogue["exporters"]:

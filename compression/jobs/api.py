@@ -28,6 +28,7 @@ from compression.recipe import Recipe
 from compression.recipe.layers import check_layer_names
 from compression.jobs.records import JobRecord, list_statuses, read_status
 from compression.store.runs import list_run_ids
+from compression.studies.record import TAGS_FILE
 from compression.store.runs import read_log as _read_log
 from compression.store.workspace import (
     atomic_write_json,
@@ -83,7 +84,7 @@ def _new_run_folder(root: Path, files: dict[str, dict]) -> tuple[str, Path]:
 
 
 def submit(recipe: Recipe | dict, home: str | os.PathLike | None = None,
-           base_dir: str | os.PathLike | None = None) -> str:
+           base_dir: str | os.PathLike | None = None, studies: list[str] | None = None) -> str:
     """Queue a recipe; returns the job id at once. The run starts when a worker is free.
 
     Relative paths in the recipe (``dataset.npz``, ``baseline.path``) are made absolute
@@ -91,7 +92,8 @@ def submit(recipe: Recipe | dict, home: str | os.PathLike | None = None,
     folder), falling back to the current folder, and must exist. Raises ``RecipeError``
     for a bad recipe, ``OSError`` when the workspace cannot be written (nothing is left
     half-written), ``QueueError`` when the queue is unreachable (the run folder then says
-    ``failed`` with the reason).
+    ``failed`` with the reason). ``studies``: the ids of the studies the run belongs to (its
+    ``studies.json``).
     """
     if isinstance(recipe, dict):
         recipe = Recipe.from_dict(recipe)
@@ -103,7 +105,10 @@ def submit(recipe: Recipe | dict, home: str | os.PathLike | None = None,
         id="", name=recipe.name, kind="compress" if recipe.steps else "baseline", recipe=data,
         state="queued", message="waiting for a worker", created_at=now_iso(),
     )
-    job_id, folder = _new_run_folder(root, {"recipe.json": data, "status.json": record.to_status()})
+    files = {"recipe.json": data, "status.json": record.to_status()}
+    if studies:
+        files[TAGS_FILE] = sorted(set(studies))
+    job_id, folder = _new_run_folder(root, files)
     log_line(folder, f"submitted job {job_id} ({safe_name(record.name)}) on {HOST}")
     try:
         queue.enqueue(queue.client(root), job_id)

@@ -86,6 +86,15 @@ def client(home: Path):
         return huey
 
 
+def close_client(home: Path) -> None:
+    """Close the cached submit-side instance's connection (a worker's main process forks after)."""
+    key = (str(home), queue_url(), queue_name())
+    with _CLIENTS_LOCK:
+        huey = _CLIENTS.get(key)
+    if huey is not None:
+        huey.storage.close()
+
+
 def enqueue(huey, job_id: str) -> None:
     """Put a job id in the queue. The Huey task id is the job id, so revoke and pending
     speak of jobs."""

@@ -68,12 +68,14 @@ def recover(home: str | os.PathLike | None = None, huey=None, missing: dict | No
     * ``running`` jobs whose worker is gone are marked ``failed``, overdue cancels forced;
     * ``queued`` jobs that are not in the queue for ``lost_after_s`` seconds across two
       passes (their worker died between taking them and starting them) are queued again;
-    * damaged records are skipped (``python -m compression jobs`` shows them).
+    * damaged records are skipped (``python -m compression jobs`` shows them);
+    * running studies move on: the next runs of a study whose runs ended are submitted, a study
+      whose runs all ended is aggregated (compression.jobs.studies.advance_all).
 
     ``missing`` carries first-seen times between passes (the worker keeps one dict).
     """
     missing = {} if missing is None else missing
-    out: dict = {"failed": [], "cancelled": [], "requeued": [], "errors": []}
+    out: dict = {"failed": [], "cancelled": [], "requeued": [], "errors": [], "studies": []}
     try:
         root = home_dir(home)
         recs = list_statuses(root)
@@ -102,6 +104,13 @@ def recover(home: str | os.PathLike | None = None, huey=None, missing: dict | No
     except Exception as e:  # noqa: BLE001 - e.g. the queue is unreachable for a moment
         out["errors"].append(f"queue: {e}")
         log.warning("fault check: queue: %s", e)
+    try:
+        from compression.jobs.studies import advance_all  # studies submit through api, above this module
+
+        out["studies"] = advance_all(root)
+    except Exception as e:  # noqa: BLE001
+        out["errors"].append(f"studies: {e}")
+        log.warning("fault check: studies: %s", e)
     return out
 
 
@@ -246,6 +255,8 @@ def run_worker(home: str | os.PathLike | None = None, workers: int | None = None
                 if checker is not None:
                     with contextlib.suppress(Exception):
                         checker.storage.close()  # never fork with an open connection
+                with contextlib.suppress(Exception):  # nor with the one a study's submit opened
+                    queue.close_client(root)
 
         consumer = queue.consumer(huey, workers, on_loop=on_loop,
                                   on_process_exit=lambda pid, code: _fail_jobs_of(root, pid, code),

@@ -151,6 +151,8 @@ class Method:
     # Whether the model it returns may name its layers differently (a factorisation that splits them):
     # later steps' layer names are then checked by the engine only, not against the baseline up front.
     renames_layers: ClassVar[bool] = False
+    # The numeric parameter a study varies by default (a sweep's "strength"; None: the study must name one).
+    strength: ClassVar[str | None] = None
 
     def variant(self, step: StepConfig, intact: frozenset[str]) -> str:
         """The variant this step runs as, given the facts earlier steps left intact ("sparsity", ...)."""
@@ -173,6 +175,11 @@ class Method:
     def preserving(self, step: StepConfig) -> bool:
         """Whether this step keeps earlier work (its preserve field, where it has one)."""
         return bool(getattr(step, self.preserve_field)) if self.preserve_field else True
+
+    def at_strength(self, step: dict, name: str, value) -> dict:
+        """The step (a dict) with parameter ``name`` set to ``value``, for a study's level; a method whose
+        other fields must follow (pruning's initial sparsity never above the final) adjusts them here."""
+        return dict(step, **{name: value})
 
     def check_recipe(self, step: StepConfig, recipe, where: str) -> None:
         """Rules that involve the rest of the recipe (e.g. the export mode)."""

@@ -24,6 +24,7 @@ class Param:
     """How one step parameter is checked, shown and explained."""
 
     kind: str  # float | int | bool | enum | layers | pair | per_layer_float | per_layer_int
+    #            study specs also: float_list | name | names | text | object (see parse_value)
     help: str
     lo: float | None = None
     hi: float | None = None
@@ -35,10 +36,14 @@ class Param:
     advanced: bool = False  # shown folded away in the dashboard
     show_if: tuple[str, str] | None = None  # (field, value): relevant only then (e.g. schedule)
     label: str = ""  # the widget's label, where the field name does not read well
+    choices: Callable[[], list[str]] | None = None  # name / names: the allowed values, read when checked
+    max_items: int = 64  # float_list / names: the longest list allowed
 
     def bounds_text(self) -> str:
         if self.kind == "enum" and self.enum is not None:
             return ", ".join(m.value for m in self.enum)
+        if self.choices is not None:
+            return ", ".join(self.choices())
         if self.lo is None and self.hi is None:
             return ""
         lo = "-inf" if self.lo is None else f"{self.lo:g}"
@@ -59,6 +64,8 @@ class Param:
             out["max_open"] = self.hi_open
         if self.enum is not None:
             out["choices"] = [m.value for m in self.enum]
+        if self.choices is not None:
+            out["choices"] = list(self.choices())
         if self.nullable:
             out["nullable"] = True
         return out
@@ -286,6 +293,8 @@ def parse_value(value, where: str, p: Param):
         return _per_layer(value, where, p, lambda v, w: check_float(v, w, p))
     if p.kind == "per_layer_int":
         return _per_layer(value, where, p, lambda v, w: check_int(v, w, p.lo, p.hi))
+    if p.kind in ("float_list", "name", "names", "text", "object"):
+        return _parse_study_value(value, where, p)
     if p.kind == "pair":
         if isinstance(value, str) and ":" in value:
             value = value.split(":")
@@ -300,10 +309,66 @@ def parse_value(value, where: str, p: Param):
     raise AssertionError(f"unknown parameter kind {p.kind}")
 
 
+def _parse_study_value(value, where: str, p: Param):
+    """The kinds study specs add: a list of numbers, a name (or names) from a registry, free text, an object."""
+    if p.kind == "float_list":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not value:
+            raise RecipeError(where, f"{_short(value)} is not a non-empty list of numbers like [0.5, 0.9]")
+        if len(value) > p.max_items:
+            raise RecipeError(where, f"{len(value)} values; at most {p.max_items}")
+        out = tuple(check_float(v, f"{where}[{i}]", p) for i, v in enumerate(value))
+        if len(set(out)) != len(out):
+            twice = next(v for v in out if out.count(v) > 1)
+            raise RecipeError(where, f"{twice:g} is listed twice")
+        return out
+    if p.kind in ("name", "names"):
+        allowed = list(p.choices()) if p.choices is not None else None
+        values = value if p.kind == "names" else [value]
+        if p.kind == "names" and isinstance(values, str):
+            values = [values]
+        if not isinstance(values, (list, tuple)) or not values or len(values) > p.max_items:
+            raise RecipeError(where, f"{_short(value)} is not a non-empty list of names (at most {p.max_items})")
+        for i, v in enumerate(values):
+            at = f"{where}[{i}]" if p.kind == "names" else where
+            if not isinstance(v, str) or not v or len(v) > 200 or not v.isprintable():
+                raise RecipeError(at, f"{_short(v)} is not a name")
+            if allowed is not None and v not in allowed:
+                raise RecipeError(at, f"{_short(v)} is not one of: {', '.join(allowed)}")
+        if p.kind == "names" and len(set(values)) != len(values):
+            raise RecipeError(where, "a name is listed twice")
+        return tuple(values) if p.kind == "names" else values[0]
+    if p.kind == "text":
+        if not isinstance(value, str) or len(value) > 200 or not value.isprintable():
+            raise RecipeError(where, f"{_short(value)} is not printable text of at most 200 characters")
+        return value
+    if isinstance(value, FrozenDict):
+        return value
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):  # object
+        raise RecipeError(where, f"{_short(value)} is not an object like {{\"epochs\": 2}}")
+    return FrozenDict(tuple(sorted(value.items())))
+
+
+@dataclass(frozen=True)
+class FrozenDict:
+    """An ``object`` parameter's value (hashable, so specs stay frozen); checked later by whoever reads it."""
+
+    items: tuple[tuple[str, Any], ...]
+
+    def as_dict(self) -> dict:
+        return dict(self.items)
+
+    def __hash__(self) -> int:
+        import json
+
+        return hash(json.dumps(self.items, sort_keys=True, default=str))
+
+
 def to_json_value(value):
     if isinstance(value, LayerSelection):
         return value.to_json()
-    if isinstance(value, PerLayer):
+    if isinstance(value, (PerLayer, FrozenDict)):
         return value.as_dict()
     if isinstance(value, StrEnum):
         return value.value

@@ -41,13 +41,16 @@ class MethodContext:
     seed: int = 0
     notes: list[str] = field(default_factory=list)  # what fine-tuning added (distillation ...), for the report
 
-    def fit(self, model, ds, step, **kw) -> None:
+    def fit(self, model, ds, step, epochs: int | None = None, **kw) -> None:
         """Fine-tune ``model`` as ``step`` declares it, the way every method does: its optimizer, schedule,
         label smoothing, random shifts, and distillation from the float baseline when the step asks for
-        it; per-batch progress (and cancel) through ``report``. ``kw``: callbacks, from_logits."""
+        it; per-batch progress (and cancel) through ``report``. ``epochs`` overrides the step's (a pre-training
+        pass); ``kw``: callbacks, from_logits."""
         from compression.engine.models import fit
 
         args = step.training()
+        if epochs is not None:
+            args["epochs"] = epochs
         teacher = self.baseline if args.get("distill_alpha", 0) > 0 else None
         fit(model, ds, **args, report=self.report, teacher=teacher, seed=self.seed, **kw)
         if teacher is not None:

@@ -25,7 +25,7 @@ class PQExecutor(Executor):
 
     def apply(self, model, ds, step: PQStep, ctx: MethodContext) -> StepResult:
         from compression.engine.metrics import kernel_of
-        from compression.engine.models import clone, fit, outputs_probabilities
+        from compression.engine.models import clone, outputs_probabilities
         from compression.engine.quantnoise import blocks_of, kmeans_blocks, strip, wrap_model, wrappers
         from compression.engine.selection import check_per_layer_maps, kernel_infos, select
 
@@ -62,8 +62,7 @@ class PQExecutor(Executor):
 
         if step.pretrain_epochs:
             wrapped = build()
-            fit(wrapped, ds, **{**step.training(), "epochs": step.pretrain_epochs}, report=ctx.report,
-                from_logits=from_logits)
+            ctx.fit(wrapped, ds, step, epochs=step.pretrain_epochs, from_logits=from_logits)
             current = settle(wrapped)
         for name in order:
             block, k = plan.layers[name]
@@ -71,7 +70,7 @@ class PQExecutor(Executor):
             book, assign = kmeans_blocks(blocks_of(kernel, block), k, step.kmeans_iterations, rng)
             codebooks[name] = (book, assign)
             wrapped = build()
-            fit(wrapped, ds, **step.training(), report=ctx.report, from_logits=from_logits)
+            ctx.fit(wrapped, ds, step, from_logits=from_logits)
             current = settle(wrapped)
         # ``current`` holds the kernels as the file will: every block exactly a codeword
         return StepResult(current, notes, self._stats(current, step, plan.layers, codebooks),

@@ -108,7 +108,7 @@ class QuantizeExecutor(Executor):
     @staticmethod
     def _quant_noise(base, ds, step: QuantizeStep, ctx: MethodContext, names: set[str], masks: dict,
                      per_channel: bool):
-        from compression.engine.models import fit, outputs_probabilities
+        from compression.engine.models import outputs_probabilities
         from compression.engine.quantnoise import strip, to_grid, wrap_model, wrappers
         from compression.engine.selection import kernel_infos
 
@@ -123,7 +123,7 @@ class QuantizeExecutor(Executor):
                           masks.get(layer.name), name=f"quant_noise_{layer.name}")
 
         wrapped = wrap_model(base, wrap)
-        fit(wrapped, ds, **step.training(), report=ctx.report, from_logits=not outputs_probabilities(base))
+        ctx.fit(wrapped, ds, step, from_logits=not outputs_probabilities(base))
         return strip(wrapped, lambda w: to_grid(w.masked().numpy(), step.weight_bits, per_channel)), notes
 
     @staticmethod
@@ -132,7 +132,7 @@ class QuantizeExecutor(Executor):
         import tensorflow_model_optimization as tfmot
         import tf_keras
 
-        from compression.engine.models import fit, float_copy, outputs_probabilities
+        from compression.engine.models import float_copy, outputs_probabilities
 
         quantize = tfmot.quantization.keras
         config_cls, quantizer_cls = _low_bit_config()
@@ -150,7 +150,7 @@ class QuantizeExecutor(Executor):
                 for _weight, _quantizer, variables in getattr(layer, "_weight_vars", []):
                     if "mask" in variables:
                         variables["mask"].assign(masks[inner.name].astype(np.float32))
-        fit(qat, ds, **step.training(), report=ctx.report, from_logits=not outputs_probabilities(base))
+        ctx.fit(qat, ds, step, from_logits=not outputs_probabilities(base))
         return float_copy(qat, base)
 
     @staticmethod

@@ -80,6 +80,7 @@ class Cluster(Method):
     variant_labels = {"sparsity_preserving_cluster": "sparsity-preserving"}
     preserve_field = "preserve"
     establishes = ("clusters",)
+    strength = "number_of_clusters"
 
     def variant(self, step: ClusterStep, intact: frozenset[str]) -> str:
         return "sparsity_preserving_cluster" if "sparsity" in intact else "cluster"

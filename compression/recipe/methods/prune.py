@@ -221,6 +221,13 @@ class Prune(Method):
     }
     variants = {"prune": "Pruning"}
     establishes = ("sparsity",)
+    strength = "final_sparsity"
+
+    def at_strength(self, step: dict, name: str, value) -> dict:
+        out = dict(step, **{name: value})
+        if name == "final_sparsity" and isinstance(value, (int, float)):  # polynomial_decay only raises sparsity
+            out["initial_sparsity"] = min(float(out.get("initial_sparsity", PruneStep.initial_sparsity)), value)
+        return out
 
     def describe(self, step: PruneStep, variant: str, kept: list[str]) -> str:
         return f"Pruning to {step.target_text}" + (f" in {step.cycles} prune-retrain cycles" if step.iterative else "")
