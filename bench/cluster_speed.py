@@ -109,7 +109,7 @@ class EpochTimer:
 def load_data(quick: bool, mnist: Path):
     import numpy as np
 
-    from compression import data
+    from compression.inputs import data
 
     if quick:
         ds = data.load("digits")

@@ -297,15 +297,17 @@ def test_the_swap_reaches_the_clustering_wrapper():
 
 
 def test_the_cluster_method_under_the_switch_gives_the_same_model(tiny_npz, monkeypatch):
-    """engine.methods.cluster, run as it is inside fast_clustering(): the same clustered kernels
-    (to float tolerance) as with tfmot's own methods, so one `with` in its apply switches it on."""
-    from compression import data
-    from compression.engine import methods, models
+    """The cluster executor, run as the pipeline runs every step (inside fast_clustering()): the same
+    clustered kernels (to float tolerance) as with tfmot's own methods."""
+    from compression.engine import methods as executors
+    from compression.engine import models
     from compression.engine.methods.base import MethodContext
+    from compression.inputs import data
+    from compression.recipe import methods
 
     ds = data.load_npz(tiny_npz)
     baseline = models.build("lenet_300_100", ds.input_shape, ds.num_classes, 0)
-    method = methods.get("cluster")
+    method = executors.get("cluster")
     step = methods.step_type("cluster").from_dict(
         {"method": "cluster", "number_of_clusters": 16, "cluster_centroids_init": "linear", "epochs": 1,
          "batch_size": 100, "learning_rate": 1e-3}, "steps[0]")

@@ -915,8 +915,11 @@ def test_a_run_that_succeeds_in_an_earlier_runs_folder_replaces_it_whole(tmp_pat
                        capture_output=True, text=True, timeout=60, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=f"{ROOT}:{ROOT / 'tests'}"))
     assert p.returncode in (0, 1), p.stderr[-2000:]  # the fake report has no figures for the summary
-    # the fake engine writes report.json alone: the earlier run's recipe.json and model.dc went with it, notes stay
-    assert sorted(f.name for f in out.iterdir()) == ["notes.txt", "report.json"]
+    # the fake engine writes no recipe.json and no model.dc: the earlier run's went with it; the user's notes stay
+    names = sorted(f.name for f in out.iterdir())
+    assert "notes.txt" in names and "recipe.json" not in names and "model.dc" not in names, names
+    assert (out / "notes.txt").read_bytes() == b"mine"
+    assert (out / "model.tflite").read_bytes() == b"fake model.tflite"  # what the new run wrote
     assert json.loads((out / "report.json").read_text())["fake"] is True
 
 
@@ -1019,7 +1022,7 @@ def test_job_names_with_html_render_as_text_on_home_and_runs(tmp_path):
     got = _page_probe(home, ["views/home.py", "views/runs.py"])
     for page, seen in got.items():
         text = " ".join(seen["markdown"])
-        assert "&lt;img src=x onerror=alert\\(1\\)&gt;" in text, page
+        assert "&lt;img src=x onerror=alert(1)&gt;" in text, page
         assert "<img" not in text and "**bold**" not in text and ":red[x]" not in text, page
         assert not seen["errors"] and not seen["exception"], (page, seen["errors"], seen["exception"])
 

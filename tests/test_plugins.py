@@ -124,8 +124,8 @@ def _app(page: str, home: Path, monkeypatch, **query) -> AppTest:
 def test_results_and_compare_show_the_plugins_with_no_page_changed(workspace, monkeypatch):
     home, _runs = workspace
     at = _app("views/results.py", home, monkeypatch, run="20260101-000000-0000a1")
-    stage_table = next(df.value for df in at.dataframe if "stage" in df.value.columns)
-    assert "gz" in stage_table.columns and stage_table["gz"].iloc[-1] != "–"
+    stage_table, stage_sizes = [df.value for df in at.dataframe if "stage" in df.value.columns][:2]
+    assert "gz" in stage_sizes.columns and stage_sizes["gz"].iloc[-1] != "–"  # the size half of the stage table
     assert "Where the gzip bytes go: model.tflite.gz" in [s.value for s in at.subheader]
     accounting = next(df.value for df in at.dataframe if "layer" in df.value.columns and "weights" in df.value.columns
                       and "ratio" in df.value.columns and len(df.value) == 5)
@@ -134,6 +134,6 @@ def test_results_and_compare_show_the_plugins_with_no_page_changed(workspace, mo
     assert "1 lowrank" in " ".join(map(str, stage_table["stage"]))
 
     at = _app("views/compare.py", home, monkeypatch, runs="20260101-000000-0000a1,20260101-000100-0000a2")
-    table = next(df.value for df in at.dataframe if "run" in df.value.columns)
+    table = next(df.value for df in at.dataframe if "run" in df.value.columns and "export" in df.value.columns)
     assert "gz" in table.columns
     assert sorted(table["gz"].tolist())[-1] == "–" and table["gz"].tolist().count("–") == 1  # float32: no gzip

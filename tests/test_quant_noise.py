@@ -351,13 +351,15 @@ def test_blocks_encoding_round_trips_and_refuses_a_damaged_record():
         raw = book[rng.integers(0, 40, 3000)].tobytes()
         body, st = _encode_tensor(raw, item)
         assert st["encoding"] == BLOCKS and st["block"] == 4 and st["codebook_values"] == 40
-        assert _decode_tensor(_Blob(body, 0), len(raw), item, BLOCKS) == raw
+        out = bytearray(len(raw) + 8)  # decoded in place, at an offset, into a buffer of zeros
+        _decode_tensor(_Blob(body, 0), out, 8, len(raw), item, BLOCKS)
+        assert out[8:] == raw and out[:8] == bytes(8)
         assert len(body) < 40 * 4 * item + 3000 * 6 / 8 + 64  # codebook + at most 6 bits a block
     raw = rng.normal(0, 1, (32, 4)).astype(np.float32)[rng.integers(0, 32, 5000)].tobytes()
     body, _ = _encode_tensor(raw, 4)
     for bad in (struct.pack("<B", 1) + body[1:], body[:1] + struct.pack("<I", 10**9) + body[5:], body[:30]):
         with pytest.raises(ContainerError) as err:
-            _decode_tensor(_Blob(bad, 0), len(raw), 4, BLOCKS)
+            _decode_tensor(_Blob(bad, 0), bytearray(len(raw)), 0, len(raw), 4, BLOCKS)
         assert "\n" not in str(err.value)
 
 
