@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -47,6 +45,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import compression  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from machine import load, machine  # noqa: E402  (bench/machine.py: this script's folder is on the path)
 
 NOTES_MARK = "<!-- notes -->"
 MNIST = Path("/work/shared/data/mnist.npz")
@@ -282,21 +281,11 @@ def log(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
-def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def versions() -> dict:
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "system": f"{platform.system()} {platform.release()}", "tensorflow": tf.__version__,
-            "tfmot": tfmot.__version__, "load_start": [round(x, 2) for x in os.getloadavg()]}
+    return {"tensorflow": tf.__version__, "tfmot": tfmot.__version__}
 
 
 def run(args) -> tuple[list[Row], dict]:
@@ -309,7 +298,8 @@ def run(args) -> tuple[list[Row], dict]:
     baseline_epochs = 3 if args.quick else 2
     meta = {"command": "python bench/cluster_speed.py " + shlex.join(sys.argv[1:]), "quick": args.quick,
             "dataset": ds.name, "n_train": len(ds.x_train), "n_val": len(ds.x_val), "batch_size": args.batch_size,
-            "rounds": args.rounds, "baseline_epochs": baseline_epochs, **machine()}
+            "rounds": args.rounds, "baseline_epochs": baseline_epochs, **machine(), "load_start": load(),
+            **versions()}
     log(f"baseline: lenet_300_100 on {ds.name}, {baseline_epochs} epochs")
     baseline = models.build("lenet_300_100", ds.input_shape, ds.num_classes, 0)
     models.fit(baseline, ds, epochs=baseline_epochs, batch_size=args.batch_size, learning_rate=1e-3)
@@ -387,7 +377,7 @@ def run(args) -> tuple[list[Row], dict]:
         if row.path == "fast":
             row.paths = counted[row.key]
             row.assignments_equal = assignments_equal(live[row.key][0])
-    meta["load_end"] = [round(x, 2) for x in os.getloadavg()]
+    meta["load_end"] = load()
     return rows, meta
 
 

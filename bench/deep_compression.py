@@ -34,8 +34,6 @@ import argparse
 import copy
 import datetime as dt
 import json
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -48,6 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import compression  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from machine import load, machine  # noqa: E402  (bench/machine.py: this script's folder is on the path)
 
 EXAMPLES = ROOT / "examples"
 NOTES_MARK = "<!-- notes -->"
@@ -344,23 +343,6 @@ def mean_rows(rows: list[Row]) -> list[Row]:
 # --- the table ---------------------------------------------------------------------------------
 
 
-def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (float("nan"),) * 3
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "system": f"{platform.system()} {platform.release()}", "load": [round(x, 2) for x in load]}
-
-
 def versions() -> dict:
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
@@ -586,7 +568,7 @@ def main(argv=None) -> int:
     meta["frontier"] = frontier.name
     meta["versions"] = versions()
     meta["wall_s"] = time.perf_counter() - t_start
-    meta["load_end"] = [round(x, 2) for x in os.getloadavg()]
+    meta["load_end"] = load()
     text = markdown(rows, meta, args.quick)
     write_out(out, text)
     (out.with_suffix(".json")).write_text(json.dumps({"meta": meta, "rows": [r.to_dict() for r in rows],

@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -40,6 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import compression  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from machine import load, machine  # noqa: E402  (bench/machine.py: this script's folder is on the path)
 
 START, END = "<!-- quant-noise:start -->", "<!-- quant-noise:end -->"
 QUANT_NOISE = 0.5  # share of blocks quantized per pass for int8/int4/int2 (not tuned: one value for every row)
@@ -276,19 +275,6 @@ def write_section(path: Path, text: str) -> None:
     path.write_text(new, encoding="utf-8")
 
 
-def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "system": f"{platform.system()} {platform.release()}", "load": [round(x, 2) for x in os.getloadavg()]}
-
-
 def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -334,7 +320,7 @@ def main(argv=None) -> int:
     meta["versions"] = versions()
     meta["wall_s"] = time.perf_counter() - t_start
     meta["cpu_s"] = time.process_time() - c_start
-    meta["load_end"] = [round(x, 2) for x in os.getloadavg()]
+    meta["load_end"] = load()
     text = markdown([(g, s) for g, s, _t in groups], meta, args.quick)
     write_section(out, text)
     result = {"meta": meta, "groups": [{"key": g["key"], "title": g["title"], "rows": s,

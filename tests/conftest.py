@@ -26,6 +26,16 @@ import compression  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+# The longest files first (measured with --durations): the workers take one file at a time (--dist
+# loadfile), so a long file that starts last is the whole suite's tail.
+LONGEST_FIRST = ["test_bench.py", "test_study_examples.py", "test_bench_quant_noise.py", "test_study_examples_more.py",
+                 "test_cluster_speed_bench.py", "test_e2e_browser.py", "test_quant_noise.py", "test_hostile.py"]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))  # stable: the rest keep their order
+
 
 def make_arrays(n_train=300, n_test=100, classes=10, shape=(8, 8), seed=0, noise=0.25):
     """Learnable synthetic images: one random prototype per class plus noise, values in [0, 1]."""

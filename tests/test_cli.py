@@ -95,3 +95,13 @@ def test_methods_lists_every_registered_method_and_exporter_from_the_registry():
     assert [e["file_name"] for e in catalogue["exporters"]] == ["model.tflite", "model_int4.tflite", "model.dc"]
     text = cli("methods")
     assert "number_of_clusters (per_layer_int clusters, default 16 in [2, 256])" in text.stdout
+
+
+def test_the_run_summary_shows_a_missing_figure_as_a_question_mark():
+    from compression.cli.main import _summary
+
+    text = _summary({"baseline": {"metrics": {"accuracy": 0.9}}, "stages": [{"method": "prune"}, "x"],
+                     "final": {"export": "int8", "accuracy": 0.8}})
+    assert "baseline: accuracy 0.9000, ? parameters" in text and "prune (None): accuracy ?" in text
+    assert "exported int8: accuracy 0.8000, sparsity ?" in text
+    assert _summary({}).startswith("baseline: accuracy ?")

@@ -5,34 +5,13 @@ masks nested round after round, the suggested recipe valid; run again, a study r
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from compression.cli import main as cli
-from compression.recipe import Recipe
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples" / "studies"
+from studyexamples import report, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a loaded machine: six runs can take minutes
-
-
-def run(kind: str, out: Path, *extra: str) -> dict:
-    code = cli.main(["study", str(EXAMPLES / f"quick_{kind}.json"), "--out", str(out), "--quiet", *extra])
-    record = json.loads((out / "study.json").read_text())
-    assert code == 0, record.get("error")
-    assert record["state"] == "succeeded" and record["progress"]["done"] == len(record["runs"])
-    for e in record["runs"]:
-        assert (out / e["run"] / "report.json").is_file()  # an ordinary run folder
-    return record
-
-
-def report(out: Path, record: dict, key: str) -> dict:
-    run = next(e["run"] for e in record["runs"] if e["key"] == key)
-    return json.loads((out / run / "report.json").read_text())
 
 
 def test_the_quick_sweep_and_its_rerun_reusing_every_run(tmp_path):
@@ -79,26 +58,3 @@ def test_the_quick_forgetting_study_tests_every_digit(tmp_path):
     assert record["test"] == {**record["test"], "p_threshold": 0.05, "correction": "holm"}
     arrays = np.load(out / "study.npz")
     assert len(arrays["level-0.8/index"]) == min(32, level["pie_count"])
-
-
-def test_the_quick_sensitivity_study_writes_its_suggested_recipe(tmp_path):
-    out = tmp_path / "sensitivity"
-    record = run("sensitivity", out, "--write-recipe", str(tmp_path / "suggested.json"))
-    assert [layer["name"] for layer in record["layers"]] == ["fc1", "fc2", "output"]
-    recipe = Recipe.load(tmp_path / "suggested.json")
-    if record["suggested"]:
-        assert recipe.steps[0].final_sparsity.as_dict() == record["suggested"]
-        assert record["suggestion"]["predicted_drop_pts"] <= record["suggestion"]["max_drop_pts"] + 1e-9
-
-
-def test_the_quick_robustness_study_runs_the_exported_files(tmp_path):
-    out = tmp_path / "robustness"
-    record = run("robustness", out)
-    clean = record["corruptions"][0]
-    assert clean["name"] == "clean"
-    # LiteRT on the clean split agrees with each run's own measurement of its exported file
-    assert clean["baseline_accuracy"] == pytest.approx(report(out, record, "baseline")["final"]["accuracy"], abs=1e-6)
-    assert clean["compressed_accuracy"] == pytest.approx(report(out, record, "compressed")["final"]["accuracy"], abs=1e-6)
-    names = {r["name"] for r in record["corruptions"][1:]}
-    assert names == {"gaussian_noise", "blur", "contrast", "brightness", "rotation", "zoom", "jpeg"}
-    assert all(1 <= r["severity"] <= 3 for r in record["corruptions"][1:])

@@ -11,20 +11,11 @@ from compression.jobs import studies
 from compression.recipe.choices import Arch, DatasetName, options
 from compression.studies import record as study_record
 from compression.studio import dashboard, study_charts
-from views._ui import FAILED_ICON, PAGES, REFUSED_ICON, jobs_or_stop, page, read_only, read_only_note
+from views._ui import FAILED_ICON, PAGES, REFUSED_ICON, jobs_or_stop, md, page, read_only, read_only_note
 
 REFRESH_S = 2
 NEW = "A new baseline, trained by the study"
 STATE_COLORS = {"running": "blue", "succeeded": "green", "failed": "red", "cancelled": "orange"}
-
-
-def _md(text) -> str:
-    """Text shown inside Markdown (names, messages), with Markdown's and Streamlit's own characters escaped."""
-    import re
-
-    text = "".join("\\" + c if c in "\\`*_{}[]()#+!|<>~$:" else c for c in str(text))
-    text = re.sub(r"^(\d+)\.", r"\1\\.", text)  # "1. " would start a list
-    return "\\" + text if text[:1] in ("-", "=") else text
 
 
 def _badge(study: dict) -> str:
@@ -188,7 +179,7 @@ def _creator(jobs: list[dict]):
     try:
         parsed = kinds.parse_spec(spec)
     except UserError as e:
-        st.error(_md(e), icon=REFUSED_ICON)
+        st.error(md(e), icon=REFUSED_ICON)
         return
     cost = kinds.cost(parsed)
     st.info(f"This study will cost {cost.text}.", icon=":material/functions:")
@@ -222,7 +213,7 @@ def _cancel(study_id: str):
 def _progress(study: dict):
     p = study.get("progress") or {}
     done, planned = int(p.get("done") or 0), max(1, int(p.get("planned") or 1))
-    st.progress(min(1.0, done / planned), text=f"{done} of {planned} runs done · {_md(study.get('message', ''))}")
+    st.progress(min(1.0, done / planned), text=f"{done} of {planned} runs done · {md(study.get('message', ''))}")
 
 
 def _list():
@@ -238,7 +229,7 @@ def _list():
         for s in now:
             with st.container(border=True):
                 a, b, c = st.columns([5, 2, 2], vertical_alignment="center")
-                a.markdown(f"**{_md(s.get('name'))}** · {_md(kinds.get(s['kind']).title if kinds.find(s['kind']) else s['kind'])}"
+                a.markdown(f"**{md(s.get('name'))}** · {md(kinds.get(s['kind']).title if kinds.find(s['kind']) else s['kind'])}"
                            f"  \n`{s['id']}`")
                 b.markdown(_badge(s))
                 with c:
@@ -250,7 +241,7 @@ def _list():
                 if s.get("state") == "running":
                     _progress(s)
                 elif s.get("state") == "failed":
-                    st.error(_md(s.get("error") or "failed"), icon=FAILED_ICON)
+                    st.error(md(s.get("error") or "failed"), icon=FAILED_ICON)
 
     panel()
 
@@ -270,7 +261,7 @@ def _runs_section(study: dict):
         st.dataframe(_runs_df(study), hide_index=True, width="stretch")
         for e in runs[:60]:
             if e.get("state") == "succeeded" and e["run"] in ids:
-                st.page_link(PAGES["results"], label=f"{_md(e.get('label'))} · {e['run']}", icon=":material/insights:",
+                st.page_link(PAGES["results"], label=f"{md(e.get('label'))} · {e['run']}", icon=":material/insights:",
                              query_params={"run": e["run"]})
 
 
@@ -362,13 +353,13 @@ def _one(study_id: str):
     try:
         study = studies.get_study(study_id)
     except UserError as e:
-        st.warning(f"{_md(e)}. Pick a study below.")
+        st.warning(f"{md(e)}. Pick a study below.")
         st.query_params.pop("study", None)
         return False
     st.page_link(PAGES["studies"], label="All studies", icon=":material/arrow_back:")
     title = kinds.get(study["kind"]).title if kinds.find(study["kind"]) else study["kind"]
-    st.header(_md(study.get("name")))
-    st.markdown(f"{_badge(study)} · {_md(title)} · `{study['id']}` · {_md((study.get('cost') or {}).get('text', ''))}")
+    st.header(md(study.get("name")))
+    st.markdown(f"{_badge(study)} · {md(title)} · `{study['id']}` · {md((study.get('cost') or {}).get('text', ''))}")
 
     if study.get("state") == "running":
         @st.fragment(run_every=REFRESH_S)
@@ -384,9 +375,9 @@ def _one(study_id: str):
 
         live()
     elif study.get("state") == "failed":
-        st.error(_md(study.get("error") or "The study failed."), icon=FAILED_ICON)
+        st.error(md(study.get("error") or "The study failed."), icon=FAILED_ICON)
     elif study.get("state") == "cancelled":
-        st.warning(_md(study.get("message") or "cancelled"), icon=":material/block:")
+        st.warning(md(study.get("message") or "cancelled"), icon=":material/block:")
     _downloads(study)
     for fig in study_charts.figures(study):
         st.subheader(fig.title)

@@ -71,20 +71,33 @@ def _esc(value) -> str:
     return escaped(value)
 
 
-def _summary(report: dict) -> str:
-    """The run in a few lines; sizes from the declared size figures (compression.recipe.figures)."""
+def _fig(d, key: str, spec: str) -> str:
+    """One figure of a report formatted, or "?" where the report lacks it (a report from another version)."""
     from compression.recipe import figures
 
-    b, f = report["baseline"]["metrics"], report["final"]
+    value = figures.number(d.get(key)) if isinstance(d, dict) else None
+    return "?" if value is None else format(value, spec)
+
+
+def _summary(report: dict) -> str:
+    """The run in a few lines; sizes from the declared size figures (compression.recipe.figures). A figure the
+    report lacks is shown as "?", never a traceback."""
+    from compression.recipe import figures
+
+    b = (report.get("baseline") or {}).get("metrics") or {}
+    f = report.get("final") if isinstance(report.get("final"), dict) else {}
     base_sizes = ", ".join(f"{fig.label} {int(b[fig.field]):,} B" for fig in figures.size_figures()
                            if figures.number(b.get(fig.field)) is not None and fig.stages)
-    lines = [f"baseline: accuracy {b['accuracy']:.4f}, {b['params_total']:,} parameters, {base_sizes}, "
-             f"{b['latency_ms']:.3f} ms"]
-    for s in report["stages"]:
-        m = s["metrics"]
+    lines = [f"baseline: accuracy {_fig(b, 'accuracy', '.4f')}, {_fig(b, 'params_total', ',')} parameters, "
+             f"{base_sizes}, {_fig(b, 'latency_ms', '.3f')} ms"]
+    for s in report.get("stages") or []:
+        if not isinstance(s, dict):
+            continue
+        m = s.get("metrics") or {}
         lines.append(
-            f"{_esc(s['method'])} ({_esc(s['variant'])}): accuracy {m['accuracy']:.4f}, sparsity {m['sparsity']:.1%}, "
-            f"at most {figures.max_distinct(m) or 0} distinct values per layer, {s['wall_s']:.1f} s"
+            f"{_esc(s.get('method'))} ({_esc(s.get('variant'))}): accuracy {_fig(m, 'accuracy', '.4f')}, sparsity "
+            f"{_fig(m, 'sparsity', '.1%')}, at most {figures.max_distinct(m) or 0} distinct values per layer, "
+            f"{_fig(s, 'wall_s', '.1f')} s"
         )
     sizes = []
     for fig in figures.size_figures(exported_only=True):
@@ -94,10 +107,11 @@ def _summary(report: dict) -> str:
                                                              f"{fig.ratio_to.replace('_bytes', '').replace('_', ' ')})"
                                                              if ref and value else ""))
     lines.append(
-        f"exported {_esc(f['export'])}: accuracy {f['accuracy']:.4f}, sparsity {f['sparsity']:.1%}, at most "
-        f"{figures.max_distinct(f) or 0} distinct values per layer, {f['latency_ms']:.3f} ms; " + "; ".join(sizes)
+        f"exported {_esc(f.get('export'))}: accuracy {_fig(f, 'accuracy', '.4f')}, sparsity {_fig(f, 'sparsity', '.1%')}, "
+        f"at most {figures.max_distinct(f) or 0} distinct values per layer, {_fig(f, 'latency_ms', '.3f')} ms; "
+        + "; ".join(sizes)
     )
-    for sentence in report.get("undone", []):
+    for sentence in report.get("undone") or []:
         lines.append(f"undone: {_esc(sentence)}")
     return "\n".join(lines)
 
