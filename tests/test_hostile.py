@@ -18,7 +18,7 @@ import pytest
 import compression  # noqa: F401  (TF_USE_LEGACY_KERAS before tf_keras)
 from compression.inputs import data, limits, modelfile
 from compression.cli.main import main as cli_main
-from compression.errors import DatasetError, ModelLoadError, RecipeError, UserError
+from compression.errors import DatasetError, ModelLoadError, RecipeError
 from compression.recipe import Recipe
 from compression.studio import uploads
 from conftest import make_arrays, tiny_recipe

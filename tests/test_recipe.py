@@ -1,8 +1,6 @@
 """Recipes: validation with clear messages, round trips, and the ordering rules. No TensorFlow."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
