@@ -15,6 +15,8 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("COMPRESSION_LATENCY_WAIT_S", "0")
 # A page that shows "Something went wrong" fails its test: the page helper re-raises instead.
 os.environ.setdefault("COMPRESSION_PAGE_RAISE", "1")
+# No page or command starts a background worker by itself; a test that wants one starts it (or sets this to 1).
+os.environ.setdefault("COMPRESSION_EMBEDDED_WORKER", "0")
 # No test touches the user's own workspace (~/.compression), nor starts a worker there by accident.
 if "COMPRESSION_HOME" not in os.environ:
     import tempfile
@@ -72,3 +74,14 @@ def tiny_recipe(npz, steps=(), **overrides) -> dict:
     }
     recipe.update(overrides)
     return recipe
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A worker some test left running in the tests' default workspace is stopped (none should be)."""
+    from compression import jobs
+
+    try:
+        if jobs.worker_running(os.environ["COMPRESSION_HOME"]):
+            jobs.stop_worker(os.environ["COMPRESSION_HOME"])
+    except Exception:  # never fail a run over its clean-up
+        pass

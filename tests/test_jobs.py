@@ -651,6 +651,7 @@ def test_a_failed_run_removes_only_what_it_created(tmp_path, npz, fake_pipeline,
 def test_ensure_worker_starts_exactly_one_worker_per_workspace(home, monkeypatch):
     monkeypatch.setenv("COMPRESSION_WORKER_PRELOAD", "0")  # no TensorFlow: nothing runs here
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("COMPRESSION_EMBEDDED_WORKER", "1")  # conftest turns it off for every other test
     assert not jobs.worker_running(home) and not jobs.worker_info(home)["running"]
     # three callers at once, each its own interpreter (as three dashboard processes would be)
     code = "import sys; from compression import jobs; print(jobs.ensure_worker(sys.argv[1]))"

@@ -60,6 +60,16 @@ def test_presets_scale_the_pruning_schedule_to_the_data():
         assert s["end_step"] // s["frequency"] >= 9  # about ten mask updates, never one jump
 
 
+def test_the_deep_compression_presets_keep_their_baseline_recipe_on_mnist_and_drop_the_shifts_elsewhere():
+    key = "Deep Compression: LeNet-300-100 on MNIST"
+    on_mnist = dashboard.presets(dashboard.MNIST_N_TRAIN, dataset="mnist")[key]
+    on_digits = dashboard.presets(dataset="digits")[key]
+    assert on_mnist["baseline"]["augment_shift"] == 2 and on_mnist["baseline"]["label_smoothing"] == 0.1
+    assert "warning" not in on_mnist and on_digits["warning"]
+    assert on_digits["baseline"]["augment_shift"] == 0  # 2 pixels of an 8x8 image is a quarter of it
+    assert on_digits["baseline"]["label_smoothing"] == 0.1
+
+
 def test_the_quick_digits_example_is_a_preset():
     p = dashboard.presets()["quick digits demo"]
     assert p["file"] == "quick_digits.json" and [s["method"] for s in p["steps"]] == ["prune", "cluster", "quantize"]
