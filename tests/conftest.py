@@ -11,6 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Two test workers on two cores: one thread each for TensorFlow and its math libraries, instead of two
+# thread pools per worker fighting over the same cores (subprocesses inherit this too).
+for _var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 # Two test workers train at once: latency is timed at once (and flagged as not quiet) instead of waiting.
 os.environ.setdefault("COMPRESSION_LATENCY_WAIT_S", "0")
 # A page that shows "Something went wrong" fails its test: the page helper re-raises instead.
