@@ -88,7 +88,7 @@ def _summary(report: dict) -> str:
     f = report.get("final") if isinstance(report.get("final"), dict) else {}
     base_sizes = ", ".join(f"{fig.label} {int(b[fig.field]):,} B" for fig in figures.size_figures()
                            if figures.number(b.get(fig.field)) is not None and fig.stages)
-    lines = [f"baseline: accuracy {_fig(b, 'accuracy', '.4f')}, {_fig(b, 'params_total', ',')} parameters, "
+    lines = [f"baseline: accuracy {_fig(b, 'accuracy', '.4f')}, {_fig(b, 'params_total', ',.0f')} parameters, "
              f"{base_sizes}, {_fig(b, 'latency_ms', '.3f')} ms"]
     for s in report.get("stages") or []:
         if not isinstance(s, dict):
