@@ -94,6 +94,12 @@ def install(home: Path, recipe: dict, log) -> tuple[Path, dict, float]:
     from compression.store.workspace import new_job_id, runs_dir
 
     parsed = Recipe.from_dict(recipe)
+    reused = _finished_run(runs_dir(home), parsed.to_dict())
+    if reused is not None:
+        folder, report, cpu = reused
+        log(f"  {parsed.name}: reused {folder.name} ({cpu:.0f} CPU s when it ran), error "
+            f"{100 * (1 - report['final']['accuracy']):.2f}%")
+        return folder, report, cpu
     folder = runs_dir(home) / new_job_id()
     folder.mkdir(parents=True)
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -105,9 +111,30 @@ def install(home: Path, recipe: dict, log) -> tuple[Path, dict, float]:
                        recipe=parsed.to_dict(), state="succeeded", progress=1.0, stage="export", message="done",
                        created_at=created, started_at=created, finished_at=finished)
     write_raw(folder, record.to_status())
+    (folder / CPU_FILE).write_text(json.dumps({"cpu_s": cpu}), encoding="utf-8")
     log(f"  {parsed.name}: {time.perf_counter() - t0:.0f} s, {cpu:.0f} CPU s, error "
         f"{100 * (1 - report['final']['accuracy']):.2f}%, model.dc {report['final']['dc_bytes']:,} B")
     return folder, report, cpu
+
+
+CPU_FILE = "bench_cpu.json"  # beside a run the benchmark made: the CPU seconds it took
+
+
+def _finished_run(runs: Path, recipe: dict) -> tuple[Path, dict, float] | None:
+    """A run of the same recipe that the benchmark finished earlier in this workspace (its report and CPU
+    seconds), so that a benchmark stopped part-way goes on where it stopped; None if there is none."""
+    if not runs.is_dir():
+        return None
+    for folder in sorted(runs.iterdir()):
+        try:
+            if json.loads((folder / "recipe.json").read_text(encoding="utf-8")) != recipe:
+                continue
+            report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+            cpu = float(json.loads((folder / CPU_FILE).read_text(encoding="utf-8"))["cpu_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        return folder, report, cpu
+    return None
 
 
 def figures_of(report: dict, reference_bytes: int) -> dict:
@@ -240,7 +267,9 @@ def markdown(groups: list[tuple[dict, list[dict]]], meta: dict, quick: bool) -> 
     ]
     for group, summary in groups:
         title = group["title"] if not quick else f"{group['title'].split(' on ')[0]} on digits (quick mode)"
-        lines += [f"## {title}", "",
+        gs = group.get("seeds") or seeds
+        lines += [f"## {title}", "", f"Seeds {', '.join(map(str, gs))}"
+                  + (" (fewer than the other groups: see the notes)." if len(gs) < len(seeds) else "."), "",
                   "| row | test error % | TFLite KB | zip KB | model.dc KB | model.dc x | zip x | levels | "
                   "int4 file KB (error %) | CPU s |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -296,6 +325,8 @@ def main(argv=None) -> int:
                     help="markdown file (default docs/benchmarks.md; quick mode: HOME/benchmarks.md)")
     ap.add_argument("--home", type=Path, default=None, help="workspace for the run folders (default: a temporary one)")
     ap.add_argument("--only", nargs="*", default=None, help="only these groups (lenet_5, lenet_300_100)")
+    ap.add_argument("--group-seeds", nargs="*", default=[], metavar="GROUP=SEEDS",
+                    help="other seeds for a group, e.g. lenet_5=0 or lenet_5=0,1 (the table says so)")
     args = ap.parse_args(argv)
 
     t_start, c_start = time.perf_counter(), time.process_time()
@@ -315,8 +346,10 @@ def main(argv=None) -> int:
     for group in GROUPS:
         if (args.only and group["key"] not in args.only) or (args.quick and group["key"] not in QUICK_GROUPS):
             continue
-        table = run_group(group, seeds, args.quick, home, log)
-        groups.append((group, summarise(table), table))
+        own = dict(a.split("=", 1) for a in args.group_seeds).get(group["key"])
+        group_seeds = [int(x) for x in own.split(",")] if own else seeds
+        table = run_group(group, group_seeds, args.quick, home, log)
+        groups.append((dict(group, seeds=group_seeds), summarise(table), table))
     meta["versions"] = versions()
     meta["wall_s"] = time.perf_counter() - t_start
     meta["cpu_s"] = time.process_time() - c_start
