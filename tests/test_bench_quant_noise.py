@@ -45,3 +45,10 @@ def test_quick_quant_noise_benchmark_reads_every_row_from_its_files(tmp_path):
     # the runs are finished jobs of the workspace: the dashboard's Compare lists them
     names = {j.name for j in list_jobs(home) if j.state == "succeeded"}
     assert len(names) == 8 and any("iPQ + Quant-Noise" in n for n in names)
+    # run again on the same workspace: every run is reused (nothing trains), the same table comes out
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count(": reused ") == 8 and " CPU s, error" not in again.stdout.replace("when it ran", "")
+    rerun = json.loads((tmp_path / "bench_quant_noise.json").read_text())
+    assert rerun["groups"][0]["rows"] == result["groups"][0]["rows"]
+    assert len({j.id for j in list_jobs(home)}) == 8
