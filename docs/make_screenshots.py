@@ -97,9 +97,7 @@ def main() -> int:
                 if name == "pipeline":
                     page.locator(".st-key-pl_preset input[role='combobox']").click()
                     page.get_by_role("option", name="prune → cluster → QAT", exact=False).first.click()
-                    settle(page)
-                    page.get_by_role("button", name="Load preset").click()
-                    settle(page)
+                    settle(page)  # choosing a preset loads it
                 shoot(page, name)
             browser.close()
     finally:
