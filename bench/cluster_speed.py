@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -48,7 +49,7 @@ import compression  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from machine import load, machine  # noqa: E402  (bench/machine.py: this script's folder is on the path)
 
 NOTES_MARK = "<!-- notes -->"
-MNIST = Path("/work/shared/data/mnist.npz")
+MNIST = Path(os.environ.get("COMPRESSION_DATA_DIR") or ROOT.parent / "shared" / "data") / "mnist.npz"  # as the studio finds it
 PRUNE = {"fc1": 0.90, "fc2": 0.90, "output": 0.74}  # fraction of each kernel set to zero
 PROFILE_ROWS = ["float", "cluster16_tfmot", "cluster64_tfmot", "cluster64_fast", "pcqat64_tfmot", "pcqat64_fast"]
 # quick mode: each kind of row once, at one k (every k compiles its own XLA kernels)

@@ -269,20 +269,74 @@ def file_row(tfl: bytes, ds, kernel_names, mode, runs: int, **kw) -> Row:
                export=str(getattr(mode, "value", mode)), **kw)
 
 
+DONE_FILE = "bench_item.json"  # beside a run the benchmark finished: the recipe it ran and its CPU seconds
+
+
+def item_spec(item: dict, runs_dir: Path) -> dict:
+    """The recipe an item runs (with the seed-0 preset's baseline file where it reuses one)."""
+    spec = copy.deepcopy(item["recipe"])
+    if item.get("base_from"):
+        spec["baseline"] = {"path": str(runs_dir / item["base_from"] / "baseline.keras"), "seed": item["seed"]}
+    return spec
+
+
+def finished_item(folder: Path, spec: dict) -> dict | None:
+    """The report of an earlier run of the same recipe in the same folder, so that a benchmark stopped
+    part-way (or run with --jobs) goes on where it stopped; None if there is none."""
+    try:
+        done = json.loads((folder / DONE_FILE).read_text(encoding="utf-8"))
+        if done.get("spec") != spec:
+            return None
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        report["bench_cpu_s"] = float(done["cpu_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return report
+
+
+def _child(args: tuple[dict, str]) -> str:
+    """--jobs: run one item in a worker process (one TensorFlow thread); the parent reads its folder."""
+    item, runs = args
+    run_item(item, Path(runs), lambda msg: print(msg, flush=True))
+    return item["key"]
+
+
+def run_parallel(items: list[dict], runs_dir: Path, jobs: int, log) -> None:
+    """Run the items in `jobs` processes of one TensorFlow thread each (small models use a core better
+    this way than one process with two threads): first those that train their own baseline, then
+    those that start from a seed-0 preset's baseline. Latency is timed without waiting for a quiet
+    machine (the other process is never quiet); the table says so."""
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    os.environ.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1",
+                      COMPRESSION_LATENCY_WAIT_S="0")
+    first = [it for it in items if not it.get("base_from")]
+    second = [it for it in items if it.get("base_from")]
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        for phase in (first, second):
+            for key in pool.map(_child, [(it, str(runs_dir)) for it in phase]):
+                log(f"  {key}: finished")
+
+
 def run_item(item: dict, runs_dir: Path, log) -> dict:
     """Run one recipe into runs_dir/key; returns the report."""
     from compression.engine.pipeline import run_recipe
     from compression.recipe import Recipe
 
-    spec = copy.deepcopy(item["recipe"])
-    if item.get("base_from"):
-        spec["baseline"] = {"path": str(runs_dir / item["base_from"] / "baseline.keras"), "seed": item["seed"]}
-    recipe = Recipe.from_dict(spec)
+    spec = item_spec(item, runs_dir)
     out = runs_dir / item["key"]
+    done = finished_item(out, spec)
+    if done is not None:
+        log(f"reusing {out} ({item['label']}): the same recipe finished there earlier")
+        return done
+    recipe = Recipe.from_dict(spec)
     log(f"running {item['file']} ({item['label']}) -> {out}")
     t0, c0 = time.perf_counter(), time.process_time()
     report = run_recipe(recipe, out)
     report["bench_cpu_s"] = time.process_time() - c0
+    (out / DONE_FILE).write_text(json.dumps({"spec": spec, "cpu_s": report["bench_cpu_s"]}), encoding="utf-8")
     log(f"  done in {time.perf_counter() - t0:.0f} s ({report['bench_cpu_s']:.0f} CPU s): error {100 * (1 - report['final']['accuracy']):.2f}%, "
         f"{report['final']['tflite_zip_bytes']:,} B zipped, {report['final']['dc_bytes']:,} B model.dc")
     return report
@@ -433,7 +487,8 @@ def markdown(rows: list[Row], meta: dict, quick: bool) -> str:
         "jobs, so wall times and latencies are inflated and vary between runs; errors and sizes do not "
         "depend on load.",
         "",
-        "Every recipe ran with seed 0. Error is the test error of the exported file itself (running it "
+        "The presets ran with every seed named in their rows (their mean row: mean ± standard deviation "
+        "of the error), the ablations and the peers with seed 0. Error is the test error of the exported file itself (running it "
         "with LiteRT on the full test split). Ratios are the group's float32 TFLite file (the baseline "
         "converted as is) divided by the row's bytes. `zip` is the TFLite file in a deflated zip; "
         "`model.dc` is the studio's Deep Compression container (sparse relative indices + codebook "
@@ -444,6 +499,9 @@ def markdown(rows: list[Row], meta: dict, quick: bool) -> str:
         "half of it and all of it as wall time.",
         "",
     ]
+    if meta.get("jobs", 1) > 1:
+        lines += [f"Ran {meta['jobs']} runs at once, each in its own process with one TensorFlow thread; latency "
+                  "was timed without waiting for a quiet machine, so it is inflated by the other run.", ""]
     groups = []
     for r in rows:
         if r.group not in groups:
@@ -504,18 +562,69 @@ def markdown(rows: list[Row], meta: dict, quick: bool) -> str:
     abl = [r for r in rows if r.role == "ablation"]
     if abl:
         lines += ["## What each ingredient bought", "",
-                  "Each ablation takes one ingredient out of a preset and runs it with seed 0; the difference is "
-                  "against the preset's seed-0 run (positive: the ingredient lowered the error or raised the ratio).",
-                  "", "| model | without | error | error change | model.dc x | ratio change |", "|---|---|---:|---:|---:|---:|"]
+                  "Each ablation changes one ingredient of a preset (takes it out where the preset has it, puts it "
+                  "in where it does not) and runs with seed 0, against the preset's seed-0 run. The changes are "
+                  "those of having the ingredient: error with it minus error without it (negative: it lowered "
+                  "the error), model.dc ratio with it minus without it.",
+                  "", "| model | ingredient | in the preset | error with | error without | error change | "
+                  "model.dc x with | without | ratio change |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for r in abl:
             ref = next((p for p in rows if p.group == r.group and p.role == "preset" and p.seed == r.seed), None)
             if ref is None:
                 continue
-            lines.append(f"| {GROUP_TITLES.get(r.group, r.group)} | {r.label.replace('ablation: without ', '')} | "
-                         f"{r.error_pct:.2f}% | {r.error_pct - ref.error_pct:+.2f} points | {r.ratios()['dc_x']:.1f}x | "
-                         f"{r.ratios()['dc_x'] - ref.ratios()['dc_x']:+.1f}x |")
+            taken_out = r.label.startswith("ablation: without ")
+            ingredient = r.label.replace("ablation: without ", "").replace("ablation: with ", "")
+            with_, without = (ref, r) if taken_out else (r, ref)
+            lines.append(f"| {GROUP_TITLES.get(r.group, r.group)} | {ingredient} | {'yes' if taken_out else 'no'} | "
+                         f"{with_.error_pct:.2f}% | {without.error_pct:.2f}% | "
+                         f"{with_.error_pct - without.error_pct:+.2f} points | {with_.ratios()['dc_x']:.1f}x | "
+                         f"{without.ratios()['dc_x']:.1f}x | {with_.ratios()['dc_x'] - without.ratios()['dc_x']:+.1f}x |")
         lines.append("")
+    timing = meta.get("cluster_timing")
+    if timing:
+        lines += cluster_timing_lines(timing)
     return "\n".join(lines)
+
+
+CLUSTER_TIMING_ROWS = ["float", "cluster16_fast", "cluster64_fast", "pcqat16_fast", "pcqat64_fast"]
+
+
+def cluster_timing(runs_dir: Path, log) -> dict | None:
+    """An epoch of clustering and PCQAT at 16 and 64 clusters against a float epoch of the same model,
+    timed in this run after the recipes (bench/cluster_speed.py in a subprocess, the fast path the
+    presets use); None, said, when it fails."""
+    import subprocess
+
+    out = runs_dir / "cluster_speed.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "cluster_speed.py"), "--json", str(out), "--only", *CLUSTER_TIMING_ROWS]
+    log("timing a clustering epoch: " + shlex.join(cmd[1:]))
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0 or not out.is_file():
+        log(f"  the clustering timing failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+        return None
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def cluster_timing_lines(timing: dict) -> list[str]:
+    """The clustering-epoch table: each row's epoch against the float epoch measured beside it."""
+    m = timing.get("meta", {})
+    lines = ["## The cost of a clustering epoch, measured in this run", "",
+             f"`bench/cluster_speed.py` on LeNet-300-100 ({m.get('dataset', '?')}, {m.get('n_train', '?')} training "
+             f"samples, batch {m.get('batch_size', '?')}), after the recipes above, the fastest of "
+             f"{m.get('rounds', '?')} epochs per row; the studio's fast clustering (every preset runs on it). "
+             "Issue 18's bound: a clustering or PCQAT epoch at 64 clusters at most 1.5x a float epoch. "
+             "The tfmot rows and the profile are in [cluster_speed.md](cluster_speed.md).", "",
+             "| row | wall s / epoch | CPU s / epoch | wall x float | CPU x float | at most 1.5x | assignments = tfmot's argmin |",
+             "|---|---:|---:|---:|---:|---|---|"]
+    for r in timing.get("rows", []):
+        is_float = r.get("path") == "float"
+        bound = ("" if is_float or r.get("clusters") != 64 else
+                 f"wall: {verdict(r['wall_x'] <= 1.5)}, CPU: {verdict(r['cpu_x'] <= 1.5)}")
+        eq = "" if r.get("assignments_equal") is None else ("yes" if r["assignments_equal"] else "**no**")
+        lines.append(f"| {r['label']}{'' if is_float else ' (fast)'} | {r['wall_s_min']:.2f} | {r['cpu_s_min']:.2f} | "
+                     f"{r['wall_x']:.2f} | {r['cpu_x']:.2f} | {bound} | {eq} |")
+    lines.append("")
+    return lines
 
 
 def draw_frontier(rows: list[Row], path: Path, log) -> None:
@@ -566,6 +675,10 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=Path, default=None, help="folder for the run folders (default: a temporary one)")
     ap.add_argument("--only", nargs="*", default=None, help="run only these keys (for trying a preset)")
     ap.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS), help="seeds of every preset (default 0 1 2)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs at once, each in its own process with one TensorFlow thread (default 1)")
+    ap.add_argument("--no-timing", action="store_true",
+                    help="leave out the clustering-epoch timing (full mode runs it after the recipes; quick mode never)")
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
@@ -580,6 +693,9 @@ def main(argv=None) -> int:
 
     rows: list[Row] = []
     items = plan(args.quick, tuple(args.seeds))
+    if args.jobs > 1:
+        run_parallel([it for it in items if not args.only or it["key"] in args.only], runs_dir, args.jobs, log)
+        meta["jobs"] = args.jobs
     preset_groups = {it["group"] for it in items if it["role"] == "preset"}
     referenced: set[str] = set()
     for item in items:
@@ -598,6 +714,8 @@ def main(argv=None) -> int:
     order = {g: i for i, g in enumerate(["lenet_300_100", "lenet_5_caffe", "lenet_5"])}
     roles = {"reference": 0, "preset": 1, "mean": 2, "reexport": 3, "ablation": 4, "peer": 5}
     rows.sort(key=lambda r: (order.get(r.group, 9), roles.get(r.role, 9)))
+    if not args.quick and not args.only and not args.no_timing:
+        meta["cluster_timing"] = cluster_timing(runs_dir, log)
     frontier = out.with_name(out.stem + "_frontier.png")
     draw_frontier(rows, frontier, log)
     meta["frontier"] = frontier.name

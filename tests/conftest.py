@@ -93,3 +93,22 @@ def pytest_sessionfinish(session, exitstatus):
             jobs.stop_worker(os.environ["COMPRESSION_HOME"])
     except Exception:  # never fail a run over its clean-up
         pass
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty workspace of the test's own (COMPRESSION_HOME), on the local queue."""
+    from compression.store import workspace
+
+    h = tmp_path / "home"
+    monkeypatch.setenv("COMPRESSION_HOME", str(h))
+    monkeypatch.delenv("COMPRESSION_QUEUE", raising=False)
+    return workspace.home_dir(h)
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    """A tiny digits-like dataset file, one per test module."""
+    from jobhelpers import make_npz
+
+    return make_npz(tmp_path_factory.mktemp("data") / "digits.npz")

@@ -125,3 +125,4 @@ def fake_worker_env(**extra: str) -> dict:
 def write_json(path: Path, data) -> Path:
     path.write_text(json.dumps(data))
     return path
+

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs"
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE_ERROR_ICON = ":material/error:"  # views/_ui.PAGE_ERROR_ICON: the page itself failed
 
 
@@ -27,6 +28,36 @@ def page_errors(at) -> list[str]:
     """The error boxes of an AppTest run that say the page failed (content errors, such as a health alarm,
     a failed job's reason or a refused input, carry their own icons): a page test must see none."""
     return [str(e.value) for e in at.error if (e.proto.icon or None) in (None, PAGE_ERROR_ICON)]
+
+
+def app(page: str | None = None, allow_errors: bool = False, timeout: float = 30, **query):
+    """A page rendered as a browser would get it (``page``: a views/ file to switch to, with the query
+    given again). Under the tests a crash in a page body raises (COMPRESSION_PAGE_RAISE), and a page
+    that shows an error box of its own fails here too."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.query_params.update(query)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.query_params.update(query)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    if not allow_errors:
+        assert not page_errors(at), page_errors(at)
+    return at
+
+
+def texts(at) -> str:
+    """The page's text as a reader sees it: the escapes that keep names from files inert (views/_ui.md) undone."""
+    import html
+    import re
+
+    parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [w.value for w in at.warning]
+    parts += [i.value for i in at.info] + [s.value for s in at.success] + [c.value for c in at.caption]
+    parts += [h.value for h in at.subheader]
+    return html.unescape(re.sub(r"\\([^\w\s])", r"\1", "\n".join(str(p) for p in parts)))
 
 
 def fixture_report(name: str) -> dict:

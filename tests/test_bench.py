@@ -15,15 +15,18 @@ pytestmark = pytest.mark.slow
 def test_quick_benchmark_writes_every_row_with_sane_numbers(tmp_path):
     out = tmp_path / "bench.md"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "deep_compression.py"), "--quick", "--out", str(out),
-                           "--runs", str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=900,
-                          cwd=ROOT)
+    bench = [sys.executable, str(ROOT / "bench" / "deep_compression.py"), "--quick", "--runs", str(tmp_path / "runs")]
+    # two runs at once, each in its own process (the way the full benchmark is run on 2 cores)
+    proc = subprocess.run([*bench, "--out", str(out), "--jobs", "2"], capture_output=True, text=True, env=env,
+                          timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     result = json.loads(out.with_suffix(".json").read_text())
     rows = result["rows"]
 
     assert "Quick mode" in text and "bench/deep_compression.py --quick" in text and "Load average" in text
+    assert "Ran 2 runs at once" in text and result["meta"]["jobs"] == 2
+    assert "reusing" in proc.stdout  # the parent reads what the two worker processes ran
     # lenet_5_caffe cannot take 8x8 digits: the substitution is said, not hidden
     assert "uses lenet_5" in text
     labels = [r["label"] for r in rows]
@@ -52,3 +55,15 @@ def test_quick_benchmark_writes_every_row_with_sane_numbers(tmp_path):
         # pruned and clustered: the container beats zip, and both beat the int8 file of the baseline
         assert preset["dc_bytes"] < preset["tflite_zip_bytes"] < ptq["tflite_bytes"]
         assert preset["dc_x"] > ptq["dc_x"]
+
+    # run again into the same folder: a finished run of the same recipe is reused, not trained again
+    again_out = tmp_path / "again.md"
+    first = next(r for r in rows if r["label"].startswith("Deep Compression preset") and r["group"] == "lenet_300_100")
+    proc = subprocess.run([*bench, "--out", str(again_out), "--only", "dc_lenet_300_100_s0"], capture_output=True,
+                          text=True, env=env, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reusing" in proc.stdout and "running deep_compression" not in proc.stdout
+    again = json.loads(again_out.with_suffix(".json").read_text())["rows"]
+    preset = next(r for r in again if r["label"] == first["label"])
+    assert (preset["error_pct"], preset["dc_bytes"], preset["cpu_s"]) == (first["error_pct"], first["dc_bytes"],
+                                                                          first["cpu_s"])

@@ -483,3 +483,20 @@ def test_the_frontier_places_runs_beside_the_published_rows_of_their_network(run
     assert published.dominated_by("lenet_300_100", 70, 1.5) == list(published.for_arch("lenet_300_100"))
     assert published.dominated_by("lenet_300_100", 70, 1.6) == [p for p in published.for_arch("lenet_300_100")
                                                                if p.error_pct >= 1.6]
+
+
+def test_frontier_labels_that_would_overlap_go_below_their_points():
+    import pandas as pd
+
+    # DNS (56x, 1.99 %) and soft weight-sharing (64x, 1.94 %): side by side, their labels would cross
+    df = pd.DataFrame({"label": ["Deep Compression", "Dynamic Network Surgery", "Soft weight-sharing", "mean", "peer"],
+                       "ratio": [40.0, 56.0, 64.0, 73.7, 36.9], "error_pct": [1.58, 1.99, 1.94, 1.33, 2.8],
+                       "kind": ["published"] * 3 + ["studio preset", "peer"], "name": ["a", "b", "c", "d", "e"],
+                       "spread_pct": [np.nan] * 3 + [0.05, np.nan]})
+    assert charts.label_below(df, 560, 320) == [False, False, True, False, False]
+    far = df.assign(error_pct=[1.0, 2.0, 3.0, 4.0, 5.0])  # far apart: every label above its point
+    assert charts.label_below(far, 560, 320) == [False] * 5
+    spec = charts.frontier_chart(df).to_dict()
+    dys = sorted(layer["mark"].get("dy") for layer in spec["layer"] if layer["mark"].get("type") == "text")
+    assert dys == [-7, 12]
+    _marks_have_tooltips(spec)

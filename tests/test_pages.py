@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from compression.studio import dashboard  # noqa: E402
 import synthetic  # noqa: E402
-from synthetic import add_collapsed_run, add_high_lr_run, make_workspace, page_errors  # noqa: E402
+from synthetic import add_collapsed_run, add_high_lr_run, app, make_workspace, texts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -35,32 +34,6 @@ def ws(tmp_path, monkeypatch):
     monkeypatch.setenv("COMPRESSION_EMBEDDED_WORKER", "0")
     monkeypatch.setenv("COMPRESSION_UPLOAD_DEEP_CHECK", "0")
     return tmp_path, make_workspace(tmp_path)
-
-
-def app(page: str | None = None, allow_errors: bool = False, **query) -> AppTest:
-    """A page rendered as a browser would get it. Under the tests a crash in a page body raises
-    (COMPRESSION_PAGE_RAISE), and a page that shows an error box of its own fails here too."""
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.query_params.update(query)
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.query_params.update(query)
-        at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    if not allow_errors:
-        assert not page_errors(at), page_errors(at)
-    return at
-
-
-def texts(at) -> str:
-    """The page's text as a reader sees it: the escapes that keep names from files inert (views/_ui.md) undone."""
-    import html
-    import re
-
-    parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [w.value for w in at.warning]
-    parts += [i.value for i in at.info] + [s.value for s in at.success] + [c.value for c in at.caption]
-    return html.unescape(re.sub(r"\\([^\w\s])", r"\1", "\n".join(str(p) for p in parts)))
 
 
 # --- every page renders ---------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from datetime import datetime
 
-import pytest
 
 import compression  # noqa: F401
 from compression import jobs
@@ -19,20 +18,7 @@ from compression.jobs import studies
 from compression.store import workspace
 from compression.studies import record as rec
 
-from jobhelpers import ROOT, fake_worker_env, make_npz, start_worker, stop_worker, wait_for, worker_env, write_json
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    h = tmp_path / "home"
-    monkeypatch.setenv("COMPRESSION_HOME", str(h))
-    monkeypatch.delenv("COMPRESSION_QUEUE", raising=False)
-    return workspace.home_dir(h)
-
-
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory):
-    return make_npz(tmp_path_factory.mktemp("data") / "digits.npz")
+from jobhelpers import ROOT, fake_worker_env, start_worker, stop_worker, wait_for, worker_env, write_json
 
 
 def sweep(npz, name="s", levels=(0.5, 0.8, 0.9), epochs=1) -> dict:

@@ -11,17 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from compression.jobs import studies  # noqa: E402
 from compression.studies import record as rec  # noqa: E402
 from compression.studio import study_charts, study_report  # noqa: E402
-from synthetic import make_workspace, page_errors  # noqa: E402
+from synthetic import make_workspace, page_errors, texts  # noqa: E402
+import synthetic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "studies"
 KINDS = ["sweep", "sensitivity", "lottery", "forgetting", "robustness"]
 REFUSED_ICON = ":material/block:"
@@ -52,22 +51,9 @@ def install(home: Path, kind: str, study_id: str | None = None, **changes) -> st
     return study_id
 
 
-def app(allow_errors: bool = False, **query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("views/studies.py")
-    at.query_params.update(query)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    if not allow_errors:
-        assert not page_errors(at), page_errors(at)
-    return at
-
-
-def texts(at) -> str:
-    parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [w.value for w in at.warning]
-    parts += [i.value for i in at.info] + [c.value for c in at.caption] + [s.value for s in at.subheader]
-    return "\n".join(str(p) for p in parts)
+def app(allow_errors: bool = False, **query):
+    """The Studies page, with the query given."""
+    return synthetic.app("views/studies.py", allow_errors=allow_errors, timeout=60, **query)
 
 
 # --- charts, tables and the report, from the real records --------------------------------------------------

@@ -975,7 +975,37 @@ def frontier_chart(df: pd.DataFrame, title: str = "Error against compression, wi
     bars = alt.Chart(df[df["spread_pct"].notna()]).mark_rule().encode(
         x=x, y=alt.Y("low:Q"), y2="high:Q", color=color, tooltip=tooltip
     ).transform_calculate(low="datum.error_pct - datum.spread_pct", high="datum.error_pct + datum.spread_pct")
-    labels = alt.Chart(df).mark_text(align="left", dx=8, dy=-7, fontSize=10).encode(
-        x=x, y=y, text="label:N", color=color, tooltip=tooltip)
-    return alt.layer(bars, points, labels, title=alt.Title(
-        title, subtitle="down and to the right is better: smaller and more accurate")).properties(width=560, height=320)
+    width, height = 560, 320
+    placed = df.assign(below=label_below(df, width, height))
+    labels = [alt.Chart(placed[placed["below"] == below]).mark_text(
+        align="left", dx=8, dy=12 if below else -7, fontSize=10).encode(x=x, y=y, text="label:N", color=color,
+                                                                         tooltip=tooltip)
+        for below in (False, True)]
+    return alt.layer(bars, points, *labels, title=alt.Title(
+        title, subtitle="down and to the right is better: smaller and more accurate")).properties(width=width, height=height)
+
+
+def label_below(df: pd.DataFrame, width: int, height: int, char_px: float = 5.6, line_px: float = 13) -> list[bool]:
+    """For each point of a log-x frontier chart, whether its label goes below the point rather than above
+    it: a label that would overlap one already placed above (same pixel rows, overlapping text) goes
+    below, from left to right; the pixels are estimated from the data's ranges as the chart's scales set them."""
+    if df.empty:
+        return []
+    lx = np.log10(df["ratio"].astype(float).clip(lower=1e-9).to_numpy())
+    ys = df["error_pct"].astype(float).to_numpy()
+    x_span = max(lx.max() - lx.min(), 0.3) * 1.15  # the log scale's domain, padded to nice values
+    y_span = max(ys.max() - ys.min(), 1e-6) * 1.15
+    px_x = (lx - lx.min()) / x_span * width
+    px_y = (ys.max() - ys) / y_span * height
+    lengths = df["label"].astype(str).str.len().to_numpy() * char_px
+    out = [False] * len(df)
+    boxes = {False: [], True: []}
+    for i in np.argsort(px_x, kind="stable"):
+        for below in (False, True):
+            top = px_y[i] + (4 if below else -7 - line_px)
+            box = (px_x[i] + 8, px_x[i] + 8 + lengths[i], top, top + line_px)
+            if not any(b[0] < box[1] and box[0] < b[1] and b[2] < box[3] and box[2] < b[3] for b in boxes[below]):
+                break
+        out[i] = below
+        boxes[below].append(box)
+    return out
