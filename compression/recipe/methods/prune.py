@@ -17,6 +17,11 @@ SPARSITY = dict(lo=0, hi=1, hi_open=True, unit="fraction")
 MASK_UPDATES = 10  # a preset's polynomial schedule reaches its target in this many mask updates
 
 
+def _pct(v: float) -> str:
+    """A sparsity as a percentage: whole where it is (90%), else with its tenth (98.5%)."""
+    return f"{v:.0%}" if abs(v * 100 - round(v * 100)) < 1e-9 else f"{v:.1%}"
+
+
 @dataclass(frozen=True)
 class PruneStep(StepConfig):
     method = "prune"
@@ -98,9 +103,9 @@ class PruneStep(StepConfig):
         if isinstance(value, PerLayer):
             other = declared_default(PruneStep, "target_sparsity" if self.schedule == Schedule.CONSTANT_SPARSITY
                                      else "final_sparsity")
-            return ("per-layer sparsity (" + ", ".join(f"{k} {v:.0%}" for k, v in value.items)
-                    + f", other layers {other:.0%})")
-        return f"{value:.0%} sparsity"
+            return ("per-layer sparsity (" + ", ".join(f"{k} {_pct(v)}" for k, v in value.items)
+                    + f", other layers {_pct(other)})")
+        return f"{_pct(value)} sparsity"
 
 
 # --- the schedule, without TensorFlow (the dashboard checks it live) ---------------------------
