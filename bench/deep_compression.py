@@ -223,7 +223,7 @@ def quick_variant(recipe: dict) -> tuple[dict, list[str]]:
         if isinstance(fs, dict) and max(fs.values()) > QUICK_MAX_SPARSITY:
             s["final_sparsity"] = {k: min(v, QUICK_MAX_SPARSITY) for k, v in fs.items()}
             notes.append(f"per-layer sparsities capped at {QUICK_MAX_SPARSITY:.0%}: two epochs on 1,797 digits "
-                         "cannot recover from the preset's (up to {:.1%})".format(max(fs.values())))
+                         f"cannot recover from the preset's (up to {max(fs.values()):.1%})")
         s["batch_size"] = 32
         s.pop("end_step", None)  # steps per epoch differ: reach the target at the end of fine-tuning
         s.pop("begin_step", None)
@@ -306,10 +306,14 @@ def item_spec(item: dict, runs_dir: Path) -> dict:
 
 def finished_item(folder: Path, spec: dict) -> dict | None:
     """The report of an earlier run of the same recipe in the same folder, so that a benchmark stopped
-    part-way (or run with --jobs) goes on where it stopped; None if there is none."""
+    part-way (or run with --jobs) goes on where it stopped; None if there is none. The same recipe is the
+    studio's run identity (compression.studies.record.recipe_hash: name and latency repetitions left out),
+    so relabelling a row never trains its run again."""
+    from compression.studies.record import recipe_hash
+
     try:
         done = json.loads((folder / DONE_FILE).read_text(encoding="utf-8"))
-        if done.get("spec") != spec:
+        if recipe_hash(done["spec"]) != recipe_hash(spec):
             return None
         report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
         report["bench_cpu_s"] = float(done["cpu_s"])

@@ -50,3 +50,18 @@ def test_the_clustering_epoch_table_judges_64_clusters_against_the_bound():
     assert "| PCQAT 64 (fast) | 7.60 | 8.40 | 1.90 | 1.40 | wall: **missed**, CPU: met | **no** |" in text
     # and the benchmark's page carries the table when the run timed it
     assert "## The cost of a clustering epoch" in dc.markdown([], {**META, "cluster_timing": timing}, quick=False)
+
+
+def test_a_finished_run_is_reused_by_its_identity_not_its_name(tmp_path):
+    import json
+
+    spec = {"name": "preset · seed 0", "dataset": "digits", "baseline": {"arch": "lenet_300_100", "seed": 0},
+            "steps": [], "export": "float32", "latency_runs": 5}
+    (tmp_path / dc.DONE_FILE).write_text(json.dumps({"spec": spec, "cpu_s": 12.5}))
+    (tmp_path / "report.json").write_text(json.dumps({"final": {"accuracy": 0.9}}))
+    assert dc.finished_item(tmp_path, spec)["bench_cpu_s"] == 12.5
+    # a relabelled row (its name) or fewer timed invocations compute the same run
+    assert dc.finished_item(tmp_path, {**spec, "name": "renamed", "latency_runs": 3}) is not None
+    # anything that changes what the run computes trains it again
+    assert dc.finished_item(tmp_path, {**spec, "export": "int8_dynamic"}) is None
+    assert dc.finished_item(tmp_path, {**spec, "baseline": {"arch": "lenet_300_100", "seed": 1}}) is None
